@@ -1,0 +1,246 @@
+"""Find, download, verify and parse the real MNIST IDX files.
+
+The lab never trains on a stand-in: data comes from an explicit folder, ``MNIST_DIR``,
+the local cache, or a checksum-verified download from the canonical mirrors, in that order.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import struct
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+FILES: dict[str, str] = {
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+MIRRORS: tuple[str, ...] = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+TRAIN_SIZE, VALIDATION_SIZE, TEST_SIZE = 55_000, 5_000, 10_000
+IMAGE_SIDE = 28
+PIXELS = IMAGE_SIDE * IMAGE_SIDE
+CLASSES = 10
+_IMAGE_MAGIC, _LABEL_MAGIC = 0x00000803, 0x00000801
+FIX_HINT = "Set MNIST_DIR to a folder holding the four MNIST files (train-images-idx3-ubyte.gz, …)."
+
+Progress = Callable[[str, int, int], None]
+"""Download progress callback: (file name, bytes so far, total bytes or 0)."""
+
+
+class DataError(Exception):
+    """MNIST could not be found, fetched or trusted; the message says what to do."""
+
+
+@dataclass(frozen=True, eq=False)
+class Mnist:
+    """The tutorial's split: 55k train, 5k validation (last of the 60k), 10k test.
+
+    Images are float32 in [0, 1], shape (n, 784); labels are int32 in 0..9. Train and
+    validation are views into one array, so memory stays near the raw size.
+    """
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    validation_x: np.ndarray
+    validation_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    source: Path
+    cache: dict = field(default_factory=dict, repr=False)
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Images and labels of ``train``, ``validation`` or ``test``."""
+        if name not in ("train", "validation", "test"):
+            raise ValueError(f"unknown split {name!r}")
+        return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
+
+
+def cache_dir() -> Path:
+    """Where downloaded MNIST files are kept: $SOFTMAX_LAB_CACHE or the XDG cache."""
+    if os.environ.get("SOFTMAX_LAB_CACHE"):
+        return Path(os.environ["SOFTMAX_LAB_CACHE"]) / "mnist"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "softmax-lab" / "mnist"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_in(folder: Path, name: str) -> Path | None:
+    """The gzipped file, or its unzipped twin (``name`` without ``.gz``)."""
+    for candidate in (folder / name, folder / name.removesuffix(".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def missing_files(folder: Path) -> list[str]:
+    return [name for name in FILES if _file_in(folder, name) is None]
+
+
+def verify_folder(folder: Path) -> None:
+    """Raise DataError naming the first missing or altered file in ``folder``."""
+    missing = missing_files(folder)
+    if missing:
+        raise DataError(f"{folder} lacks {', '.join(missing)}. {FIX_HINT}")
+    for name, expected in FILES.items():
+        path = _file_in(folder, name)
+        assert path is not None
+        if path.suffix == ".gz" and sha256(path) != expected:
+            raise DataError(
+                f"{path} does not match the SHA-256 of the canonical MNIST file "
+                f"(corrupt or truncated download?). Delete it and fetch it again. {FIX_HINT}"
+            )
+
+
+def read_idx(path: Path, magic: int, dims: int) -> np.ndarray:
+    """Parse one IDX file (gzipped or not) into a uint8 array, checking its header."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path} cannot be read ({exc}); it is likely truncated. {FIX_HINT}") from exc
+    header = 4 + 4 * dims
+    if len(raw) < header:
+        raise DataError(f"{path} is too short to be an IDX file. {FIX_HINT}")
+    found_magic, *shape = struct.unpack(f">{1 + dims}I", raw[:header])
+    if found_magic != magic:
+        raise DataError(f"{path} has magic number {found_magic:#010x}, expected {magic:#010x}.")
+    expected = int(np.prod(shape)) + header
+    if len(raw) != expected:
+        raise DataError(f"{path} holds {len(raw)} bytes, its header promises {expected}: truncated.")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def download(folder: Path, progress: Progress | None = None, mirrors: tuple[str, ...] = MIRRORS) -> None:
+    """Fetch the missing files into ``folder``, each verified before it is renamed into place."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, expected in FILES.items():
+        if _file_in(folder, name) is not None:
+            continue
+        errors = []
+        for mirror in mirrors:
+            try:
+                _fetch(mirror + name, folder / name, expected, progress)
+                break
+            except (OSError, urllib.error.URLError, DataError) as exc:
+                errors.append(f"{mirror}: {exc}")
+        else:
+            raise DataError(f"could not download {name} ({'; '.join(errors)}). {FIX_HINT}")
+
+
+def _fetch(url: str, target: Path, expected: str, progress: Progress | None) -> None:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        total = int(response.headers.get("Content-Length") or 0)
+        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as tmp:
+            done = 0
+            while chunk := response.read(1 << 16):
+                tmp.write(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(target.name, done, total)
+    part = Path(tmp.name)
+    if sha256(part) != expected:
+        part.unlink()
+        raise DataError(f"{url} sent a file whose SHA-256 does not match")
+    shutil.move(part, target)
+
+
+def locate(data_dir: str | os.PathLike | None = None, allow_download: bool = True,
+           progress: Progress | None = None) -> Path:
+    """The folder to read MNIST from: explicit dir, then $MNIST_DIR, then cache, then download.
+
+    An explicit folder or $MNIST_DIR is taken at its word: if its files are missing or
+    altered, that is an error, not a reason to look elsewhere.
+    """
+    for chosen, origin in ((data_dir, "the data directory given"), (os.environ.get("MNIST_DIR"), "MNIST_DIR")):
+        if chosen:
+            folder = Path(chosen).expanduser()
+            try:
+                verify_folder(folder)
+            except DataError as exc:
+                raise DataError(f"{origin}: {exc}") from None
+            return folder
+    cached = cache_dir()
+    if not missing_files(cached):
+        verify_folder(cached)
+        return cached
+    if not allow_download:
+        raise DataError(
+            f"MNIST not found: no data directory given, MNIST_DIR unset, and the cache {cached} "
+            f"lacks {', '.join(missing_files(cached))}. {FIX_HINT}"
+        )
+    try:
+        download(cached, progress)
+    except DataError as exc:
+        raise DataError(
+            f"MNIST not found: no data directory given, MNIST_DIR unset, cache {cached} empty, "
+            f"and the download failed: {exc}"
+        ) from None
+    verify_folder(cached)
+    return cached
+
+
+def parse_folder(folder: Path) -> Mnist:
+    """Read and split the four files of a verified folder."""
+    paths = {name: _file_in(folder, name) for name in FILES}
+    train_images = read_idx(paths["train-images-idx3-ubyte.gz"], _IMAGE_MAGIC, 3)
+    train_labels = read_idx(paths["train-labels-idx1-ubyte.gz"], _LABEL_MAGIC, 1)
+    test_images = read_idx(paths["t10k-images-idx3-ubyte.gz"], _IMAGE_MAGIC, 3)
+    test_labels = read_idx(paths["t10k-labels-idx1-ubyte.gz"], _LABEL_MAGIC, 1)
+    for images, labels, n in ((train_images, train_labels, 60_000), (test_images, test_labels, 10_000)):
+        if images.shape != (n, IMAGE_SIDE, IMAGE_SIDE) or labels.shape != (n,):
+            raise DataError(f"{folder}: unexpected MNIST shapes {images.shape} / {labels.shape}.")
+    train_x = _scaled(train_images)
+    train_y = train_labels.astype(np.int32)
+    return Mnist(
+        train_x=train_x[:TRAIN_SIZE], train_y=train_y[:TRAIN_SIZE],
+        validation_x=train_x[TRAIN_SIZE:], validation_y=train_y[TRAIN_SIZE:],
+        test_x=_scaled(test_images), test_y=test_labels.astype(np.int32),
+        source=folder,
+    )
+
+
+def _scaled(images: np.ndarray) -> np.ndarray:
+    out = images.reshape(len(images), PIXELS).astype(np.float32)
+    out *= 1.0 / 255.0
+    return out
+
+
+_loaded: dict[Path, Mnist] = {}
+_lock = threading.Lock()
+
+
+def load_mnist(data_dir: str | os.PathLike | None = None, allow_download: bool = True,
+               progress: Progress | None = None) -> Mnist:
+    """MNIST as the tutorial splits it, parsed once per process and folder."""
+    with _lock:
+        folder = locate(data_dir, allow_download, progress).resolve()
+        if folder not in _loaded:
+            _loaded[folder] = parse_folder(folder)
+        return _loaded[folder]
+
+
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    return np.eye(CLASSES, dtype=np.float32)[labels]

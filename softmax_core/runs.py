@@ -1,0 +1,292 @@
+"""RunStore: every training run as a folder of plain files that survive crashes.
+
+A run folder holds ``config.json``, ``status.json``, ``metrics.jsonl`` (one line per finished
+epoch, flushed as it happens), ``weights.npz`` (W and b of the last finished epoch) and
+``evolution.npz`` (W after each epoch, float16). Weights are written to a temporary file and
+renamed, and are read with ``allow_pickle=False``, so a crash or a hostile file costs one run,
+never the store.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import ConfigError, TrainConfig
+from .data import CLASSES, PIXELS
+
+STATUSES = ("running", "completed", "stopped", "diverged", "failed", "interrupted", "unreadable")
+FINAL_STATUSES = ("completed", "stopped", "diverged", "failed")
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
+CSV_COLUMNS = ("epoch", "train_loss", "train_accuracy", "validation_loss", "validation_accuracy",
+               "test_loss", "test_accuracy", "learning_rate", "seconds")
+
+
+class RunError(Exception):
+    """A run id that is invalid or unknown, or a run whose files cannot be trusted."""
+
+
+def default_root() -> Path:
+    """$SOFTMAX_LAB_RUNS, else ``softmax-lab/runs`` in the XDG data folder."""
+    if os.environ.get("SOFTMAX_LAB_RUNS"):
+        return Path(os.environ["SOFTMAX_LAB_RUNS"]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "softmax-lab" / "runs"
+
+
+def check_run_id(run_id: str) -> str:
+    """Refuse anything that is not a plain folder name (no '/', no '..')."""
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        raise RunError(f"invalid run id {run_id!r}: letters, digits, '-' and '_' only")
+    return run_id
+
+
+def _process_token(pid: int) -> str | None:
+    """The start time of process ``pid``, so that a recycled pid is not mistaken for ours."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_json(path: Path, value: Any) -> None:
+    _atomic_write(path, lambda h: h.write(json.dumps(value, indent=1).encode()))
+
+
+@dataclass
+class RunInfo:
+    """What the store knows of one run; ``error`` is set when its files are unreadable."""
+
+    run_id: str
+    path: Path
+    status: str
+    config: TrainConfig | None = None
+    created: float = 0.0
+    ended: float | None = None
+    message: str = ""
+    metrics: list[dict] = field(default_factory=list)
+    sweep: str | None = None
+    error: str = ""
+
+    @property
+    def epochs_completed(self) -> int:
+        return len(self.metrics)
+
+    @property
+    def final(self) -> dict:
+        """The last finished epoch's metrics, without its step losses."""
+        if not self.metrics:
+            return {}
+        return {k: v for k, v in self.metrics[-1].items() if k != "step_losses"}
+
+    @property
+    def duration(self) -> float | None:
+        return self.metrics[-1]["seconds"] if self.metrics else None
+
+
+class RunWriter:
+    """Writes one run as it trains; every call leaves the folder loadable."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._status: dict[str, Any] = json.loads((path / "status.json").read_text())
+        self._evolution: list[np.ndarray] = []
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    def record_epoch(self, metrics: dict, W: np.ndarray, b: np.ndarray) -> None:
+        """Save the weights, then append the metrics line: metrics never outrun weights."""
+        self._evolution.append(W.astype(np.float16))
+        epoch = np.array(metrics["epoch"])
+        _atomic_write(self.path / "weights.npz", lambda h: np.savez(h, W=W.astype(np.float32),
+                                                                  b=b.astype(np.float32), epoch=epoch))
+        _atomic_write(self.path / "evolution.npz", lambda h: np.savez(h, W=np.stack(self._evolution)))
+        with open(self.path / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(metrics) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def finish(self, status: str, message: str = "") -> None:
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"final status must be one of {FINAL_STATUSES}")
+        self._status.update(status=status, message=message, ended=time.time())
+        _write_json(self.path / "status.json", self._status)
+
+
+class RunStore:
+    """The folder of all runs; shared by every session, CLI and sweep on this machine."""
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = Path(root).expanduser() if root else default_root()
+
+    def path(self, run_id: str) -> Path:
+        return self.root / check_run_id(run_id)
+
+    def create(self, config: TrainConfig, sweep: str | None = None) -> RunWriter:
+        """A new run folder with a fresh id, marked ``running`` by this process."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        while True:
+            run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+            path = self.root / run_id
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                continue
+        _write_json(path / "config.json", {"config": config.to_dict(), "created": time.time(), "sweep": sweep})
+        _write_json(path / "status.json", {
+            "status": "running", "message": "", "pid": os.getpid(), "proc_start": _process_token(os.getpid()),
+            "host": socket.gethostname(), "ended": None,
+        })
+        return RunWriter(path)
+
+    def run_ids(self) -> list[str]:
+        """Ids of all run folders, newest first."""
+        if not self.root.is_dir():
+            return []
+        return sorted((p.name for p in self.root.iterdir() if p.is_dir() and _RUN_ID.match(p.name)), reverse=True)
+
+    def list(self) -> list[RunInfo]:
+        return [self.get(run_id) for run_id in self.run_ids()]
+
+    def get(self, run_id: str) -> RunInfo:
+        """Read one run; a damaged one comes back with status ``unreadable`` and the reason."""
+        path = self.path(run_id)
+        if not path.is_dir():
+            raise RunError(f"no run {run_id!r} in {self.root}")
+        try:
+            return self._read(path)
+        except (RunError, ConfigError, OSError, ValueError, KeyError, TypeError) as exc:
+            return RunInfo(run_id, path, "unreadable", error=f"{type(exc).__name__}: {exc}")
+
+    def _read(self, path: Path) -> RunInfo:
+        meta = _read_json(path / "config.json")
+        state = _read_json(path / "status.json")
+        metrics = _read_metrics(path / "metrics.jsonl")
+        status = state["status"]
+        if status not in STATUSES:
+            raise RunError(f"unknown status {status!r}")
+        if status == "running" and not _alive(state):
+            status = "interrupted"
+        if metrics:
+            _check_weights(path / "weights.npz")
+        return RunInfo(path.name, path, status, TrainConfig.from_dict(meta["config"]), meta["created"],
+                       state.get("ended"), state.get("message", ""), metrics, meta.get("sweep"))
+
+    def load_weights(self, run_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """W (784x10) and b (10) of a run's last finished epoch."""
+        path = self.path(run_id) / "weights.npz"
+        if not path.is_file():
+            raise RunError(f"run {run_id} has no weights yet (no finished epoch)")
+        return _check_weights(path)
+
+    def load_evolution(self, run_id: str) -> np.ndarray:
+        """W after each finished epoch, shape (epochs, 784, 10), float32."""
+        path = self.path(run_id) / "evolution.npz"
+        if not path.is_file():
+            raise RunError(f"run {run_id} has no weight history")
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                stack = npz["W"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise RunError(f"{path}: {exc}") from None
+        if stack.ndim != 3 or stack.shape[1:] != (PIXELS, CLASSES):
+            raise RunError(f"{path}: W history has shape {stack.shape}")
+        return stack.astype(np.float32)
+
+    def delete(self, run_id: str) -> None:
+        shutil.rmtree(self.path(run_id))
+
+    def metrics_csv(self, run_id: str) -> str:
+        """The per-epoch metrics of a run as CSV text (step losses left out)."""
+        out = io.StringIO()
+        writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(self.get(run_id).metrics)
+        return out.getvalue()
+
+    def weights_npz(self, run_id: str) -> bytes:
+        """The raw ``weights.npz`` of a run, for download, after checking it."""
+        self.load_weights(run_id)
+        return (self.path(run_id) / "weights.npz").read_bytes()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path.name} is not valid JSON ({exc})") from None
+    except FileNotFoundError:
+        raise RunError(f"{path.name} is missing") from None
+    if not isinstance(value, dict):
+        raise RunError(f"{path.name} does not hold an object")
+    return value
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    """Per-epoch lines; a torn last line (a crash mid-write) is dropped, a torn middle one is not."""
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines()
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise RunError(f"metrics.jsonl line {i + 1} is not valid JSON") from None
+    return rows
+
+
+def _check_weights(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise RunError("weights.npz is missing")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            W, b = npz["W"], npz["b"]
+    except KeyError as exc:
+        raise RunError(f"weights.npz lacks {exc}") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise RunError(f"weights.npz cannot be loaded safely ({exc})") from None
+    if W.shape != (PIXELS, CLASSES) or b.shape != (CLASSES,):
+        raise RunError(f"weights.npz has W {W.shape} and b {b.shape}, expected (784, 10) and (10,)")
+    if W.dtype.kind != "f" or b.dtype.kind != "f":
+        raise RunError("weights.npz does not hold floating-point arrays")
+    return W.astype(np.float32), b.astype(np.float32)
+
+
+def _alive(state: dict) -> bool:
+    """Whether the process that marked a run ``running`` is still that same process."""
+    if state.get("host") != socket.gethostname():
+        return True
+    pid = state.get("pid")
+    return isinstance(pid, int) and _process_token(pid) is not None and _process_token(pid) == state.get("proc_start")
