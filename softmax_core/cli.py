@@ -1,0 +1,229 @@
+"""Command line for headless runs: ``python -m softmax_core train|evaluate|predict|runs``.
+
+It drives the same ``TrainingJob`` (and so the same ``train`` function) as the dashboard.
+Bad input exits with status 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
+from .data import DataError, Mnist, load_mnist
+from .runs import RunError, RunInfo, RunStore
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad input from the command line: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m softmax_core", description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", help="folder with the four MNIST files (default: $MNIST_DIR, cache, download)")
+    parser.add_argument("--runs-dir", help="run store folder (default: $SOFTMAX_LAB_RUNS or ~/.local/share/softmax-lab/runs)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a softmax regression and save it as a run")
+    defaults = TrainConfig()
+    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument("--epochs", type=int, default=defaults.epochs)
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--optimizer", default=defaults.optimizer, help=f"one of {', '.join(OPTIMIZERS)}")
+    train.add_argument("--schedule", default=defaults.schedule, help=f"one of {', '.join(SCHEDULES)}")
+    train.add_argument("--l2", type=float, default=defaults.l2)
+    train.add_argument("--init", default=defaults.init, help="zeros (the tutorial) or random")
+
+    evaluate = commands.add_parser("evaluate", help="test accuracy, per-class accuracy and confusion matrix of a run")
+    evaluate.add_argument("run")
+    predict = commands.add_parser("predict", help="digit probabilities for a PNG/JPEG, preprocessed like the canvas")
+    predict.add_argument("run")
+    predict.add_argument("image")
+    commands.add_parser("runs", help="list saved runs with status and final metrics")
+    for sub in commands.choices.values():  # let --json, --data-dir, --runs-dir also follow the command
+        for option in ("--data-dir", "--runs-dir"):
+            sub.add_argument(option, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, DataError, RunError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _store(args: argparse.Namespace) -> RunStore:
+    return RunStore(args.runs_dir)
+
+
+def _data(args: argparse.Namespace) -> Mnist:
+    def progress(name: str, done: int, total: int) -> None:
+        share = f"{done / total:6.1%}" if total else f"{done >> 10} KiB"
+        print(f"\rdownloading {name}: {share}", end="", file=sys.stderr, flush=True)
+
+    return load_mnist(args.data_dir, progress=progress)
+
+
+def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:
+    print(json.dumps(payload) if args.json else text)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = TrainConfig(learning_rate=args.learning_rate, batch_size=args.batch_size, epochs=args.epochs,
+                         seed=args.seed, optimizer=args.optimizer, schedule=args.schedule, l2=args.l2,
+                         init=args.init)
+    from .jobs import TrainingJob  # TensorFlow loads only once the settings are known to be valid
+
+    data = _data(args)
+    store = _store(args)
+    job = TrainingJob(config, data, store).start()
+    print(f"run {job.run_id}: {config.label()}", file=sys.stderr)
+    bar = ProgressBar(config.epochs)
+    try:
+        while not job.snapshot().done:
+            bar.show(job.snapshot())
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        job.stop()
+    job.join()
+    snap = job.snapshot()
+    bar.show(snap)
+    bar.close()
+    run = store.get(job.run_id)
+    final = run.final
+    payload = {
+        "run_id": run.run_id, "run_dir": str(run.path), "status": snap.status, "message": snap.message,
+        "epochs_completed": run.epochs_completed, "seconds": round(snap.elapsed, 3), "config": config.to_dict(),
+        "final": {k: final.get(k) for k in ("train_loss", "test_loss", "test_accuracy", "validation_accuracy")},
+    }
+    summary = f"{snap.status}: {run.epochs_completed} epochs in {snap.elapsed:.1f} s"
+    if final:
+        summary += f", test accuracy {final['test_accuracy']:.2%}"
+    if snap.message:
+        print(snap.message, file=sys.stderr)
+    _emit(args, payload, f"{summary} (run {run.run_id})")
+    if snap.status == "stopped":
+        return EXIT_INTERRUPTED
+    return EXIT_OK if snap.status == "completed" else EXIT_RUN_FAILED
+
+
+class ProgressBar:
+    """Epoch, losses, accuracy and ETA on stderr: redrawn in place on a terminal, a line per epoch elsewhere."""
+
+    WIDTH = 24
+
+    def __init__(self, epochs: int, stream=sys.stderr) -> None:
+        self.epochs, self.stream = epochs, stream
+        self.tty = stream.isatty()
+        self._last = ""
+        self._epoch = 0
+
+    def show(self, snap) -> None:
+        line = self.render(snap)
+        if self.tty and line != self._last:
+            print("\r" + line.ljust(len(self._last)), end="", file=self.stream, flush=True)
+        elif not self.tty and len(snap.history) > self._epoch:
+            print(line, file=self.stream, flush=True)
+        self._last, self._epoch = line, len(snap.history)
+
+    def render(self, snap) -> str:
+        filled = int(round(snap.progress * self.WIDTH))
+        line = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {snap.progress:4.0%}"
+        if snap.history:
+            last = snap.history[-1]
+            line += (f" epoch {last.epoch}/{self.epochs} train loss {last.train_loss:.4f}"
+                     f" test loss {last.test_loss:.4f} test acc {last.test_accuracy:.2%}")
+        if snap.eta is not None:
+            line += f" ETA {snap.eta:4.1f}s"
+        return line
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=self.stream)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    store = _store(args)
+    W, b = store.load_weights(args.run)
+    data = _data(args)
+    predicted = (data.test_x @ W + b).argmax(axis=1)
+    matrix = np.zeros((10, 10), dtype=int)
+    np.add.at(matrix, (data.test_y, predicted), 1)
+    per_class = matrix.diagonal() / matrix.sum(axis=1)
+    accuracy = float(matrix.trace() / matrix.sum())
+    payload = {"run_id": args.run, "test_accuracy": accuracy, "per_class_accuracy": per_class.round(4).tolist(),
+               "confusion_matrix": matrix.tolist()}
+    rows = [f"run {args.run}: test accuracy {accuracy:.2%} on {matrix.sum()} images",
+            "per-class accuracy: " + "  ".join(f"{d}:{a:.1%}" for d, a in enumerate(per_class)),
+            "confusion matrix (rows true 0-9, columns predicted 0-9):"]
+    rows += ["  " + " ".join(f"{v:5d}" for v in row) for row in matrix]
+    _emit(args, payload, "\n".join(rows))
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from PIL import Image, UnidentifiedImageError
+
+    from .model import predict_proba
+    from .preprocess import image_file_to_mnist
+
+    store = _store(args)
+    W, b = store.load_weights(args.run)
+    if not Path(args.image).is_file():
+        raise UsageError(f"{args.image}: no such file")
+    try:
+        image = image_file_to_mnist(args.image)
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise UsageError(f"{args.image}: not a readable image ({exc})") from None
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"{args.image}: {exc}") from None
+    if image is None:
+        raise UsageError(f"{args.image}: the image is blank; no digit to read")
+    probs = predict_proba(W, b, image.ravel())[0]
+    guess = int(probs.argmax())
+    payload = {"run_id": args.run, "image": args.image, "digit": guess, "confidence": float(probs[guess]),
+               "probabilities": [round(float(p), 6) for p in probs]}
+    bars = "\n".join(f"  {d}: {p:6.1%} {'█' * int(round(p * 30))}" for d, p in enumerate(probs))
+    _emit(args, payload, f"digit {guess} ({probs[guess]:.1%})\n{bars}")
+    return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    runs = _store(args).list()
+    payload = {"runs": [_run_summary(r) for r in runs]}
+    header = f"{'run':24} {'status':11} {'epochs':>6} {'test acc':>8} {'seconds':>8}  settings"
+    lines = [header] + [_run_line(r) for r in runs] if runs else ["no runs yet: python -m softmax_core train"]
+    _emit(args, payload, "\n".join(lines))
+    return EXIT_OK
+
+
+def _run_summary(run: RunInfo) -> dict:
+    return {"run_id": run.run_id, "status": run.status, "epochs_completed": run.epochs_completed,
+            "config": run.config.to_dict() if run.config else None, "final": run.final,
+            "error": run.error or None}
+
+
+def _run_line(run: RunInfo) -> str:
+    if run.error:
+        return f"{run.run_id:24} {run.status:11} {'':>6} {'':>8} {'':>8}  {run.error}"
+    acc = f"{run.final['test_accuracy']:.2%}" if run.final else "-"
+    secs = f"{run.duration:.1f}" if run.duration is not None else "-"
+    return f"{run.run_id:24} {run.status:11} {run.epochs_completed:>6} {acc:>8} {secs:>8}  {run.config.label()}"
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "runs": cmd_runs}
