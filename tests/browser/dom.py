@@ -1,0 +1,74 @@
+"""What a Streamlit page shows, read from the browser's DOM: idle state, charts, canvas, shots.
+
+Selectors are Streamlit 1.67's `data-testid`s; Plotly figures are read from the graph divs'
+own `data`, which is what the user sees drawn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = PROJECT / "artifacts" / "screenshots"
+APP_IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+STATUS_WIDGET = '[data-testid="stStatusWidget"]'
+EXCEPTION = '[data-testid="stException"]'
+CANVAS = '[data-testid="stBidiComponentIsolated"] canvas.upper-canvas'
+IDLE_TIMEOUT = 60_000
+"""Milliseconds: the first page that imports TensorFlow takes ~5 s, more on a loaded machine."""
+
+_PLOTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(el => ({
+    title: ((el.layout || {}).title || {}).text || '',
+    traces: (el.data || []).map(t => ({name: t.name || '', x: Array.from(t.x || []), y: Array.from(t.y || [])})),
+}))"""
+
+
+def wait_idle(page, timeout: float = IDLE_TIMEOUT) -> None:
+    """Wait until Streamlit has run the script and shows no running indicator.
+
+    For first loads only: after an action, wait for the text you expect instead.
+    """
+    page.wait_for_selector(APP_IDLE, timeout=timeout)
+    page.locator(STATUS_WIDGET).first.wait_for(state="detached", timeout=timeout)
+
+
+def plotly_figures(page) -> list[dict]:
+    """Every Plotly chart on the page: its title and each trace's name, x and y as drawn."""
+    return page.evaluate(_PLOTS)
+
+
+def exception_texts(page) -> list[str]:
+    return page.locator(EXCEPTION).all_inner_texts()
+
+
+def draw_stroke(page, points: list[tuple[float, float]], steps: int = 12) -> None:
+    """Drag the mouse through `points` (fractions of the canvas' width and height) as one stroke."""
+    canvas = page.locator(CANVAS)
+    canvas.wait_for(state="visible")
+    box = canvas.bounding_box()
+    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    page.mouse.move(*xy[0])
+    page.mouse.down()
+    for x, y in xy[1:]:
+        page.mouse.move(x, y, steps=steps)
+    page.mouse.up()
+
+
+def save_screenshot(page, name: str) -> Path:
+    """A full-page PNG at artifacts/screenshots/<name>.png.
+
+    Streamlit scrolls inside its own main container, so the viewport is stretched to the
+    content's height for the shot and restored afterwards.
+    """
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    height = page.evaluate("""() => Math.max(document.body.scrollHeight, ...[...document.querySelectorAll(
+        '[data-testid="stMain"], [data-testid="stSidebarContent"]')].map(e => e.scrollHeight))""")
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height), 8000))})
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    try:
+        page.screenshot(path=str(path), full_page=True)
+    finally:
+        page.set_viewport_size(size)
+    return path
