@@ -1,0 +1,37 @@
+"""TrainConfig refuses out-of-range settings before anything trains, naming the field."""
+
+import pytest
+
+from softmax_core.config import ConfigError, TrainConfig
+
+
+@pytest.mark.parametrize("field, value", [
+    ("learning_rate", 0), ("learning_rate", -0.1), ("learning_rate", float("nan")), ("learning_rate", 1e6),
+    ("batch_size", 0), ("batch_size", 55_001), ("batch_size", 2.5), ("epochs", 0), ("epochs", 501),
+    ("seed", -1), ("l2", -1e-3), ("l2", 2.0), ("optimizer", "rmsprop"), ("schedule", "linear"),
+    ("init", "ones"), ("batch_size", True), ("learning_rate", "0.5"),
+])
+def test_out_of_range_is_refused_with_the_field_named(field, value):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**{field: value})
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}:")
+
+
+def test_edges_are_accepted_and_whole_floats_become_ints():
+    config = TrainConfig(batch_size=55_000.0, epochs=1, learning_rate=1e4, l2=1.0)
+    assert config.batch_size == 55_000 and isinstance(config.batch_size, int)
+
+
+def test_round_trip_through_a_dict():
+    config = TrainConfig(learning_rate=0.5, optimizer="sgd", schedule="constant")
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_unknown_keys_are_refused():
+    with pytest.raises(ConfigError, match="unknown setting"):
+        TrainConfig.from_dict({"learning_rate": 0.1, "momentum": 0.5})
+
+
+def test_label_is_short_and_human():
+    assert TrainConfig(learning_rate=0.5, optimizer="sgd", epochs=15).label() == "sgd lr 0.5 · batch 100 · 15 ep"

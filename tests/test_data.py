@@ -1,0 +1,106 @@
+"""Real MNIST: the known facts of the canonical files, the search order, and a verified download."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from softmax_core import data
+from softmax_core.data import FILES, DataError, load_mnist, locate
+
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_split_shapes_and_ranges(mnist):
+    assert mnist.train_x.shape == (55_000, 784) and mnist.validation_x.shape == (5_000, 784)
+    assert mnist.test_x.shape == (10_000, 784)
+    for x in (mnist.train_x, mnist.validation_x, mnist.test_x):
+        assert x.dtype == np.float32 and x.min() == 0.0 and x.max() == 1.0
+
+
+def test_known_facts_of_the_canonical_files(mnist):
+    all_train_y = np.concatenate([mnist.train_y, mnist.validation_y])
+    assert np.bincount(all_train_y).tolist() == TRAIN_COUNTS
+    assert np.bincount(mnist.test_y).tolist() == TEST_COUNTS
+    assert mnist.train_y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    all_train_x = np.concatenate([mnist.train_x, mnist.validation_x])
+    assert all_train_x.mean() * 255 == pytest.approx(33.318, abs=1e-3)
+
+
+def test_validation_is_a_view_not_a_copy(mnist):
+    assert np.shares_memory(mnist.train_x.base, mnist.validation_x)
+
+
+def test_loaded_once_per_process():
+    assert load_mnist() is load_mnist()
+
+
+def test_explicit_folder_beats_mnist_dir(tmp_path, monkeypatch, mnist_files):
+    monkeypatch.setenv("MNIST_DIR", str(tmp_path / "nowhere"))
+    assert locate(mnist_files) == mnist_files
+
+
+def test_mnist_dir_taken_at_its_word(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_DIR", str(tmp_path))
+    with pytest.raises(DataError, match="MNIST_DIR: .* lacks train-images-idx3-ubyte.gz"):
+        locate()
+
+
+def test_cache_is_used_when_nothing_is_set(tmp_path, monkeypatch, mnist_files):
+    cache = tmp_path / "cache"
+    shutil.copytree(mnist_files, cache / "mnist")
+    monkeypatch.delenv("MNIST_DIR")
+    monkeypatch.setenv("SOFTMAX_LAB_CACHE", str(cache))
+    assert locate(allow_download=False) == cache / "mnist"
+
+
+def test_not_found_offline_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.delenv("MNIST_DIR")
+    monkeypatch.setenv("SOFTMAX_LAB_CACHE", str(tmp_path))
+    with pytest.raises(DataError) as info:
+        locate(allow_download=False)
+    assert "MNIST_DIR unset" in str(info.value) and str(tmp_path) in str(info.value)
+
+
+@pytest.fixture
+def mirror(tmp_path, mnist_files):
+    """A local HTTP mirror: one folder with a corrupted train-labels file, one with the real files."""
+    root = tmp_path / "www"
+    shutil.copytree(mnist_files, root / "good")
+    shutil.copytree(mnist_files, root / "bad")
+    (root / "bad" / "train-labels-idx1-ubyte.gz").write_bytes(b"not mnist")
+    handler = functools.partial(QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_download_verifies_checksums_and_falls_back_to_the_next_mirror(tmp_path, mirror):
+    seen = []
+    target = tmp_path / "cache"
+    data.download(target, lambda name, done, total: seen.append((name, done, total)),
+                  mirrors=(f"{mirror}/bad/", f"{mirror}/good/"))
+    data.verify_folder(target)
+    assert sorted(p.name for p in target.iterdir()) == sorted(FILES)
+    assert {name for name, _, _ in seen} == set(FILES)
+    assert all(done == total for name, done, total in seen if done == total)
+
+
+def test_download_refuses_a_mirror_with_wrong_files(tmp_path, mirror):
+    with pytest.raises(DataError, match="could not download train-labels-idx1-ubyte.gz"):
+        data.download(tmp_path / "cache", mirrors=(f"{mirror}/bad/",))
+    assert not (tmp_path / "cache" / "train-labels-idx1-ubyte.gz").exists()
+    assert not list((tmp_path / "cache").glob("*.part"))
