@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import shutil
 import struct
 import tempfile
 import threading
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,13 @@ FILES: dict[str, str] = {
     "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
     "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 }
+RAW_SHA256: dict[str, str] = {
+    "train-images-idx3-ubyte.gz": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte.gz": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte.gz": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte.gz": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+"""SHA-256 of each file unzipped, for folders that hold the IDX files without ``.gz``."""
 MIRRORS: tuple[str, ...] = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -99,14 +106,21 @@ def missing_files(folder: Path) -> list[str]:
 
 
 def verify_folder(folder: Path) -> None:
-    """Raise DataError naming the first missing or altered file in ``folder``."""
+    """Raise DataError naming the first missing, unreadable or altered file in ``folder``."""
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder. {FIX_HINT}")
     missing = missing_files(folder)
     if missing:
         raise DataError(f"{folder} lacks {', '.join(missing)}. {FIX_HINT}")
-    for name, expected in FILES.items():
+    for name in FILES:
         path = _file_in(folder, name)
         assert path is not None
-        if path.suffix == ".gz" and sha256(path) != expected:
+        expected = FILES[name] if path.suffix == ".gz" else RAW_SHA256[name]
+        try:
+            found = sha256(path)
+        except OSError as exc:
+            raise DataError(f"{path} cannot be read ({exc.strerror or exc}). {FIX_HINT}") from None
+        if found != expected:
             raise DataError(
                 f"{path} does not match the SHA-256 of the canonical MNIST file "
                 f"(corrupt or truncated download?). Delete it and fetch it again. {FIX_HINT}"
@@ -144,31 +158,34 @@ def download(folder: Path, progress: Progress | None = None, mirrors: tuple[str,
             try:
                 _fetch(mirror + name, folder / name, expected, progress)
                 break
-            except (OSError, urllib.error.URLError, DataError) as exc:
+            except (OSError, ValueError, http.client.HTTPException, DataError) as exc:
                 errors.append(f"{mirror}: {exc}")
         else:
             raise DataError(f"could not download {name} ({'; '.join(errors)}). {FIX_HINT}")
 
 
 def _fetch(url: str, target: Path, expected: str, progress: Progress | None) -> None:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        total = int(response.headers.get("Content-Length") or 0)
-        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as tmp:
+    """Download ``url`` to a ``.part`` file beside ``target``; only a verified file is renamed in."""
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as tmp:
+        part = Path(tmp.name)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response, open(part, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
             done = 0
             while chunk := response.read(1 << 16):
-                tmp.write(chunk)
+                out.write(chunk)
                 done += len(chunk)
                 if progress:
                     progress(target.name, done, total)
-    part = Path(tmp.name)
-    if sha256(part) != expected:
-        part.unlink()
-        raise DataError(f"{url} sent a file whose SHA-256 does not match")
-    shutil.move(part, target)
+        if sha256(part) != expected:
+            raise DataError(f"{url} sent a file whose SHA-256 does not match")
+        shutil.move(part, target)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def locate(data_dir: str | os.PathLike | None = None, allow_download: bool = True,
-           progress: Progress | None = None) -> Path:
+           progress: Progress | None = None, mirrors: tuple[str, ...] = MIRRORS) -> Path:
     """The folder to read MNIST from: explicit dir, then $MNIST_DIR, then cache, then download.
 
     An explicit folder or $MNIST_DIR is taken at its word: if its files are missing or
@@ -192,7 +209,7 @@ def locate(data_dir: str | os.PathLike | None = None, allow_download: bool = Tru
             f"lacks {', '.join(missing_files(cached))}. {FIX_HINT}"
         )
     try:
-        download(cached, progress)
+        download(cached, progress, mirrors)
     except DataError as exc:
         raise DataError(
             f"MNIST not found: no data directory given, MNIST_DIR unset, cache {cached} empty, "
@@ -223,9 +240,18 @@ def parse_folder(folder: Path) -> Mnist:
 
 
 def _scaled(images: np.ndarray) -> np.ndarray:
-    out = images.reshape(len(images), PIXELS).astype(np.float32)
-    out *= 1.0 / 255.0
+    """Pixels as float32 in [0, 1], in a 64-byte aligned buffer that TensorFlow can share without a copy."""
+    out = aligned_empty((len(images), PIXELS), np.float32)
+    np.multiply(images.reshape(len(images), PIXELS), np.float32(1.0 / 255.0), out=out, dtype=np.float32)
     return out
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: type, align: int = 64) -> np.ndarray:
+    """An uninitialised array whose data starts on an ``align``-byte boundary."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(size + align, np.uint8)
+    offset = (-raw.ctypes.data) % align
+    return raw[offset:offset + size].view(dtype).reshape(shape)
 
 
 _loaded: dict[Path, Mnist] = {}
@@ -233,10 +259,10 @@ _lock = threading.Lock()
 
 
 def load_mnist(data_dir: str | os.PathLike | None = None, allow_download: bool = True,
-               progress: Progress | None = None) -> Mnist:
+               progress: Progress | None = None, mirrors: tuple[str, ...] = MIRRORS) -> Mnist:
     """MNIST as the tutorial splits it, parsed once per process and folder."""
     with _lock:
-        folder = locate(data_dir, allow_download, progress).resolve()
+        folder = locate(data_dir, allow_download, progress, mirrors).resolve()
         if folder not in _loaded:
             _loaded[folder] = parse_folder(folder)
         return _loaded[folder]

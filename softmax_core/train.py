@@ -85,11 +85,22 @@ def _tensors(data: Mnist) -> _Tensors:
     """The data as TF tensors, made once per Mnist object and shared by every job."""
     cached = data.cache.get("tensors")
     if cached is None:
-        splits = {name: tuple(tf.convert_to_tensor(a) for a in data.split(name))
+        splits = {name: tuple(_shared_tensor(a) for a in data.split(name))
                   for name in ("train", "validation", "test")}
         cached = _Tensors(*splits["train"], splits)
         data.cache["tensors"] = cached
     return cached
+
+
+def _shared_tensor(array: np.ndarray) -> tf.Tensor:
+    """A tensor over the array's own memory (DLPack) when TF can use it, else a copy.
+
+    TF needs 64-byte aligned, C-contiguous buffers; data.py allocates the images that way, so the
+    185 MB of pixels are held once, not twice.
+    """
+    if array.flags.c_contiguous and array.ctypes.data % 64 == 0:
+        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+    return tf.convert_to_tensor(array)
 
 
 def _learning_rate(lr0: tf.Tensor, step: tf.Tensor, total: tf.Tensor, cosine: tf.Tensor) -> tf.Tensor:
