@@ -1,0 +1,134 @@
+"""What every page shares: MNIST and the run store once per server, a run picker, one header style.
+
+Pages call ``mnist()`` and ``run_store()`` instead of loading anything themselves, so the data
+is parsed once per server process and a missing dataset shows one friendly panel everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import streamlit as st
+
+from softmax_core.data import FIX_HINT, DataError, Mnist, load_mnist
+from softmax_core.runs import RunError, RunInfo, RunStore, check_run_id, default_root
+
+TRAIN_PAGE = "pages/train.py"
+RUN_PARAM = "run"
+"""The query parameter that names the run a page shows, so links and reloads keep it."""
+
+
+@st.cache_resource(show_spinner="Loading MNIST …")
+def _cached_mnist() -> Mnist:
+    """MNIST from MNIST_DIR or the cache; a failure is not cached, so Retry can succeed."""
+    return load_mnist(allow_download=False)
+
+
+def mnist() -> Mnist:
+    """The dataset, loaded once per server; without it, an explanation panel and ``st.stop()``."""
+    try:
+        return _cached_mnist()
+    except DataError as exc:
+        _missing_data_panel(str(exc))
+        st.stop()
+        raise  # st.stop() raises; this line only tells type checkers the function ends here
+
+
+def _missing_data_panel(message: str) -> None:
+    st.header("MNIST not found", anchor=False)
+    st.error(message, icon=":material/dataset:")
+    st.markdown(
+        "Softmax Lab trains on the real MNIST digits: the four canonical files "
+        "`train-images-idx3-ubyte.gz`, `train-labels-idx1-ubyte.gz`, `t10k-images-idx3-ubyte.gz`, "
+        "`t10k-labels-idx1-ubyte.gz` (about 11 MB). Point the lab at a folder that holds them "
+        "and restart it:"
+    )
+    st.code("MNIST_DIR=/path/to/mnist streamlit run dashboard.py", language="bash")
+    if os.environ.get("MNIST_DIR"):
+        st.caption(f"MNIST_DIR is set to `{os.environ['MNIST_DIR']}`: fix that folder, or unset it to download.")
+    else:
+        st.caption("Or download them once (checksum-verified) into the lab's cache folder.")
+    left, right, _ = st.columns([1, 1, 4])
+    if left.button("Download MNIST", icon=":material/download:", type="primary", key="mnist_download",
+                   disabled=bool(os.environ.get("MNIST_DIR"))):
+        _download()
+    if right.button("Retry", icon=":material/refresh:", key="mnist_retry"):
+        st.rerun()
+
+
+def _download() -> None:
+    bar = st.progress(0.0, text="Connecting …")
+
+    def progress(name: str, done: int, total: int) -> None:
+        fraction = min(done / total, 1.0) if total else 0.0
+        bar.progress(fraction, text=f"{name}: {done / 1e6:.1f} MB" + (f" of {total / 1e6:.1f} MB" if total else ""))
+
+    try:
+        load_mnist(allow_download=True, progress=progress)
+    except DataError as exc:
+        bar.empty()
+        st.error(f"Download failed. {exc}", icon=":material/cloud_off:")
+        return
+    st.rerun()
+
+
+@st.cache_resource
+def _store_at(root: str) -> RunStore:
+    return RunStore(root)
+
+
+def run_store() -> RunStore:
+    """The shared run store (at $SOFTMAX_LAB_RUNS or the default folder), one per root."""
+    return _store_at(str(default_root()))
+
+
+def run_label(info: RunInfo) -> str:
+    """One line naming a run for pickers: when, settings, status, test accuracy."""
+    when = time.strftime("%d %b %H:%M:%S", time.localtime(info.created))
+    settings = info.config.label() if info.config else info.run_id
+    accuracy = info.final.get("test_accuracy")
+    score = f" · test {accuracy:.2%}" if accuracy is not None else ""
+    return f"{when} · {settings} · {info.status}{score}"
+
+
+def runs_with_weights(store: RunStore) -> list[RunInfo]:
+    """Readable runs with at least one finished epoch, newest first."""
+    return [r for r in store.list() if r.status != "unreadable" and r.epochs_completed >= 1]
+
+
+def _run_from_url() -> str | None:
+    value = st.query_params.get(RUN_PARAM)
+    if not value:
+        return None
+    try:
+        return check_run_id(value)
+    except RunError:
+        return None
+
+
+def pick_run(key: str, label: str = "Run") -> RunInfo | None:
+    """A run picker; defaults to ?run= when valid, else the newest run, and writes ?run= back."""
+    runs = runs_with_weights(run_store())
+    if not runs:
+        st.info("No trained run yet: train one first (the defaults take a few seconds).",
+                icon=":material/info:")
+        st.page_link(TRAIN_PAGE, label="Train a model", icon=":material/model_training:")
+        return None
+    by_id = {r.run_id: r for r in runs}
+    wanted = _run_from_url()
+    if wanted and wanted not in by_id:
+        st.caption(f"Run `{wanted}` from the link has no saved weights here; showing the newest run.")
+        wanted = None
+    ids = list(by_id)
+    chosen = st.selectbox(label, ids, index=ids.index(wanted) if wanted else 0, key=key,
+                          format_func=lambda run_id: run_label(by_id[run_id]))
+    if st.query_params.get(RUN_PARAM) != chosen:
+        st.query_params[RUN_PARAM] = chosen
+    return by_id[chosen]
+
+
+def page_header(title: str, caption: str) -> None:
+    """The one title + caption style of every page."""
+    st.title(title, anchor=False)
+    st.caption(caption)
