@@ -7,8 +7,10 @@ digit that skips these steps looks nothing like the training data, and the model
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .data import IMAGE_SIDE
 
@@ -69,12 +71,25 @@ def image_file_to_mnist(path: str, max_pixels: int = 4096 * 4096) -> np.ndarray 
     """Read a PNG/JPEG of a digit and preprocess it like the canvas.
 
     Dark ink on a light background is inverted first, so a photo of a digit on paper works too.
-    Images over ``max_pixels`` are refused before decoding.
+    Images over ``max_pixels`` are refused from their header, before decoding; a file that is
+    not an image, or a damaged one, raises ValueError too.
     """
-    with Image.open(path) as img:
-        if img.width * img.height > max_pixels:
-            raise ValueError(f"image is {img.width}x{img.height}; at most {max_pixels} pixels are accepted")
-        gray = np.asarray(img.convert("L"), np.float32) / 255.0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > max_pixels:
+                    raise ValueError(f"image is {img.width}x{img.height} pixels; at most {max_pixels} "
+                                     "pixels are accepted")
+                gray = np.asarray(img.convert("L"), np.float32) / 255.0
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ValueError(f"image is too large ({exc})") from None
+    except FileNotFoundError:
+        raise
+    except UnidentifiedImageError:
+        raise ValueError("not an image that can be read (PNG, JPEG, …)") from None
+    except (OSError, SyntaxError, EOFError) as exc:  # Pillow's plugins raise these for damaged files
+        raise ValueError(f"damaged image ({exc})") from None
     if np.median(gray) > 0.5:
         gray = 1.0 - gray
     return canvas_to_mnist(gray)

@@ -19,6 +19,8 @@ import shutil
 import socket
 import tempfile
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,11 +57,17 @@ def check_run_id(run_id: str) -> str:
 
 
 def _process_token(pid: int) -> str | None:
-    """The start time of process ``pid``, so that a recycled pid is not mistaken for ours."""
+    """The start time of live process ``pid``, so that a recycled pid is not mistaken for ours.
+
+    A zombie (killed, not yet reaped by its parent) counts as dead.
+    """
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
         return None
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -175,7 +183,14 @@ class RunStore:
         return sorted((p.name for p in self.root.iterdir() if p.is_dir() and _RUN_ID.match(p.name)), reverse=True)
 
     def list(self) -> list[RunInfo]:
-        return [self.get(run_id) for run_id in self.run_ids()]
+        """Every run, newest first; a run deleted while listing is left out."""
+        runs = []
+        for run_id in self.run_ids():
+            try:
+                runs.append(self.get(run_id))
+            except RunError:
+                continue
+        return runs
 
     def get(self, run_id: str) -> RunInfo:
         """Read one run; a damaged one comes back with status ``unreadable`` and the reason."""
@@ -185,21 +200,26 @@ class RunStore:
         try:
             return self._read(path)
         except (RunError, ConfigError, OSError, ValueError, KeyError, TypeError) as exc:
+            if not path.is_dir():
+                raise RunError(f"run {run_id!r} was deleted") from None
             return RunInfo(run_id, path, "unreadable", error=f"{type(exc).__name__}: {exc}")
 
     def _read(self, path: Path) -> RunInfo:
         meta = _read_json(path / "config.json")
         state = _read_json(path / "status.json")
         metrics = _read_metrics(path / "metrics.jsonl")
-        status = state["status"]
+        status = _field(state, "status.json", "status", str)
         if status not in STATUSES:
             raise RunError(f"unknown status {status!r}")
         if status == "running" and not _alive(state):
             status = "interrupted"
         if metrics:
             _check_weights(path / "weights.npz")
-        return RunInfo(path.name, path, status, TrainConfig.from_dict(meta["config"]), meta["created"],
-                       state.get("ended"), state.get("message", ""), metrics, meta.get("sweep"))
+        config = TrainConfig.from_dict(_field(meta, "config.json", "config", dict))
+        return RunInfo(path.name, path, status, config, _field(meta, "config.json", "created", float),
+                       _field(state, "status.json", "ended", float, optional=True),
+                       _field(state, "status.json", "message", str, optional=True) or "",
+                       metrics, _field(meta, "config.json", "sweep", str, optional=True))
 
     def load_weights(self, run_id: str) -> tuple[np.ndarray, np.ndarray]:
         """W (784x10) and b (10) of a run's last finished epoch."""
@@ -216,8 +236,8 @@ class RunStore:
         try:
             with np.load(path, allow_pickle=False) as npz:
                 stack = npz["W"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise RunError(f"{path}: {exc}") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise RunError(f"{path.name} cannot be loaded safely ({exc})") from None
         if stack.ndim != 3 or stack.shape[1:] != (PIXELS, CLASSES):
             raise RunError(f"{path}: W history has shape {stack.shape}")
         return stack.astype(np.float32)
@@ -251,6 +271,17 @@ def _read_json(path: Path) -> dict:
     return value
 
 
+def _field(values: dict, source: str, key: str, kind: type, optional: bool = False) -> Any:
+    """``values[key]`` if it has the JSON type ``kind`` (float accepts int); None if optional and absent."""
+    value = values.get(key)
+    if value is None and optional:
+        return None
+    kinds = (int, float) if kind is float else kind
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise RunError(f"{source}: {key!r} is {value!r}, expected {kind.__name__}")
+    return value
+
+
 def _read_metrics(path: Path) -> list[dict]:
     """Per-epoch lines; a torn last line (a crash mid-write) is dropped, a torn middle one is not."""
     if not path.is_file():
@@ -259,11 +290,16 @@ def _read_metrics(path: Path) -> list[dict]:
     rows = []
     for i, line in enumerate(lines):
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             if i == len(lines) - 1:
                 break
             raise RunError(f"metrics.jsonl line {i + 1} is not valid JSON") from None
+        if not isinstance(row, dict):
+            raise RunError(f"metrics.jsonl line {i + 1} is not an object")
+        for key in CSV_COLUMNS:
+            _field(row, f"metrics.jsonl line {i + 1}", key, float)
+        rows.append(row)
     return rows
 
 
@@ -275,7 +311,7 @@ def _check_weights(path: Path) -> tuple[np.ndarray, np.ndarray]:
             W, b = npz["W"], npz["b"]
     except KeyError as exc:
         raise RunError(f"weights.npz lacks {exc}") from None
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise RunError(f"weights.npz cannot be loaded safely ({exc})") from None
     if W.shape != (PIXELS, CLASSES) or b.shape != (CLASSES,):
         raise RunError(f"weights.npz has W {W.shape} and b {b.shape}, expected (784, 10) and (10,)")
