@@ -1,0 +1,111 @@
+"""The benchmark's output: a readable table, then one JSON line with every figure.
+
+Ratios are engine seconds / peer seconds, so below 1 means the engine is faster.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .speed import PEERS, VARIANT_NAMES
+
+TARGETS = {
+    "engine_vs_numpy_batch_100": ("engine / NumPy at batch 100", "<=", 1.0),
+    "engine_vs_keras_batch_100": ("engine / Keras fit at batch 100", "<=", 1 / 5),
+    "engine_vs_tf1_batch_100": ("engine / TF1 Session at batch 100", "<=", 1 / 2.5),
+    "engine_vs_floor_batch_1000": ("engine / floor at batch 1000", "<=", 1.5),
+    "evaluation_seconds": ("per-epoch evaluation (s)", "<=", 0.04),
+    "canvas_to_probabilities_seconds": ("canvas -> probabilities (s)", "<=", 0.020),
+    "memory_3_vs_1": ("peak RSS, 3 sessions / 1 session", "<=", 1.5),
+}
+"""Issue 4's targets: key in ``flat_figures`` -> (description, comparison, limit)."""
+
+
+def flat_figures(figures: dict[str, Any]) -> dict[str, float | None]:
+    """The figures the targets speak of, by flat name."""
+    flat: dict[str, float | None] = {}
+    for peer in PEERS:
+        for batch, value in figures.get(f"engine_vs_{peer}", {}).items():
+            flat[f"engine_vs_{peer}_{batch}"] = value
+    flat["evaluation_seconds"] = figures.get("evaluation_seconds")
+    flat["canvas_to_probabilities_seconds"] = (figures.get("canvas") or {}).get("seconds")
+    flat["memory_3_vs_1"] = (figures.get("memory") or {}).get("ratio_3_vs_1")
+    return flat
+
+
+def targets(figures: dict[str, Any]) -> dict[str, dict]:
+    """Each target with its measured value and whether it was met (None when not measured)."""
+    flat = flat_figures(figures)
+    out = {}
+    for key, (label, _op, limit) in TARGETS.items():
+        value = flat.get(key)
+        out[key] = {"label": label, "limit": limit, "value": value, "met": None if value is None else value <= limit}
+    return out
+
+
+def table(figures: dict[str, Any]) -> str:
+    """The human-readable report."""
+    lines = []
+    settings = figures["settings"]
+    speed = figures.get("speed") or {}
+    if speed:
+        lines += [
+            f"Training speed: seconds per epoch on {settings['examples']:,} x 784, SGD lr {settings['lr']:g}, "
+            f"median of epochs 2..{settings['epochs']} over {settings['repeats']} repeats "
+            "(one process per variant per repeat)",
+            "ratio = engine seconds / peer seconds (< 1: the engine is faster)",
+            f"{'variant':<8} {'batch':>6} {'s/epoch':>9} {'1st epoch':>10} {'1st-call':>9} "
+            f"{'final train loss':>17} {'engine/peer':>12}",
+        ]
+        for variant in VARIANT_NAMES:
+            for batch, row in (speed.get(variant) or {}).items():
+                ratio = figures.get(f"engine_vs_{variant}", {}).get(f"batch_{batch}")
+                lines.append(
+                    f"{variant:<8} {batch:>6} {row['seconds_per_epoch']:>9.4f} {_num(row['first_epoch_seconds'], 10, 3)} "
+                    f"{_num(row['first_call_overhead_seconds'], 9, 3)} {_num(row['final_train_loss'], 17, 6)} "
+                    f"{_num(ratio, 12, 2)}")
+        lines.append(f"NumPy BLAS: {figures['machine'].get('numpy_blas')}")
+        floor = (speed.get("floor") or {})
+        if floor:
+            extra = next(iter(floor.values()))["extra"]
+            lines.append(f"floor passes: NumPy {extra.get('numpy_seconds', 0):.4f} s, "
+                         f"TensorFlow {extra.get('tensorflow_seconds', 0):.4f} s (floor = the faster)")
+        lines.append("")
+    lines.append("Dashboard and evaluation")
+    lines.append(f"  per-epoch evaluation, train.evaluate on train+validation+test: "
+                 f"{_seconds(figures.get('evaluation_seconds'))} (in train(), with bookkeeping: "
+                 f"{_seconds(figures.get('in_train_evaluation_seconds'))})")
+    canvas = figures.get("canvas") or {}
+    lines.append(f"  canvas {canvas.get('canvas_side', '?')}px RGBA -> probabilities: {_seconds(canvas.get('seconds'))} "
+                 f"median, {_seconds(canvas.get('p95_seconds'))} p95")
+    browser = figures.get("browser") or {}
+    lines.append(f"  Start -> first curve point in chromium: {_seconds(browser.get('start_to_first_point_seconds'))}"
+                 + (f"  ({browser['note']})" if browser.get("note") else ""))
+    memory = figures.get("memory") or {}
+    lines.append(f"  server peak RSS: idle {_mb(memory.get('idle_mb'))}, 1 session training {_mb(memory.get('peak_1_mb'))}, "
+                 f"3 at once {_mb(memory.get('peak_3_mb'))} (ratio {_num(memory.get('ratio_3_vs_1'), 0, 2).strip()})"
+                 + (f"  ({memory['note']})" if memory.get("note") else ""))
+    lines += ["", "Targets (issue 4)"]
+    for row in figures["targets"].values():
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[row["met"]]
+        lines.append(f"  {row['label']:<38} {_num(row['value'], 9, 4)}  limit {row['limit']:.4g}  {verdict}")
+    return "\n".join(lines)
+
+
+def json_line(figures: dict[str, Any]) -> str:
+    return json.dumps(figures, sort_keys=True, separators=(",", ":"))
+
+
+def _num(value: float | None, width: int, digits: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "not measured"
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _mb(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.0f} MB"

@@ -1,0 +1,134 @@
+"""Training speed: every variant in its own process, interleaved across repeats, then summarised.
+
+A repeat runs each variant once per batch size, in an order rotated by the repeat number so
+that no variant always runs first (or last) on a machine whose load drifts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+PROJECT = Path(__file__).resolve().parents[1]
+VARIANT_NAMES = ("engine", "keras", "tf1", "numpy", "floor")
+PEERS = ("keras", "tf1", "numpy", "floor")
+CHILD_TIMEOUT = 900.0
+OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+"""Set on some machines for old OpenBLAS builds; they slow a current NumPy, so children drop both."""
+
+
+class BenchError(RuntimeError):
+    """A benchmark child failed; the message carries its stderr tail."""
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    batch_sizes: tuple[int, ...] = (100, 1000)
+    repeats: int = 3
+    epochs: int = 6
+    lr: float = 0.5
+    seed: int = 0
+    examples: int = 55_000
+    keep_openblas_env: bool = False
+
+
+def child_env(keep_openblas_env: bool = False) -> dict[str, str]:
+    """The environment of every child: project importable, TF quiet, MNIST_DIR absolute."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(PROJECT), env.get("PYTHONPATH"))))
+    if env.get("MNIST_DIR"):
+        env["MNIST_DIR"] = str(Path(env["MNIST_DIR"]).resolve())
+    if not keep_openblas_env:
+        for name in OPENBLAS_OVERRIDES:
+            env.pop(name, None)
+    return env
+
+
+def run_child(module: str, args: list[str], env: dict[str, str], timeout: float = CHILD_TIMEOUT) -> dict:
+    """Run ``python -m module args`` and parse the JSON object on its last stdout line."""
+    command = [sys.executable, "-m", module, *args]
+    done = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise BenchError(f"{' '.join(command)} exited with {done.returncode}:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def measure_speed(settings: SpeedSettings, report: Callable[[str], None] = print) -> list[dict]:
+    """Every (repeat, batch size, variant) result, as the children printed them."""
+    env = child_env(settings.keep_openblas_env)
+    results = []
+    for repeat in range(settings.repeats):
+        shift = repeat % len(VARIANT_NAMES)
+        order = VARIANT_NAMES[shift:] + VARIANT_NAMES[:shift]
+        for batch_size in settings.batch_sizes:
+            for variant in order:
+                args = [variant, "--batch-size", str(batch_size), "--epochs", str(settings.epochs),
+                        "--lr", repr(settings.lr), "--seed", str(settings.seed), "--examples", str(settings.examples)]
+                result = run_child("bench.variants", args, env)
+                result["repeat"] = repeat
+                results.append(result)
+                steady = statistics.median(result["epoch_seconds"][1:] or result["epoch_seconds"])
+                report(f"  repeat {repeat + 1}/{settings.repeats} batch {batch_size:>5} {variant:<7} "
+                       f"{steady:.4f} s/epoch  final train loss {_loss_text(result['final_train_loss'])}")
+    return results
+
+
+def summarise(results: list[dict]) -> dict[str, dict[str, dict]]:
+    """Per variant and batch size: steady seconds per epoch, first epoch, tracing, final losses.
+
+    Steady = median over epochs 2..N of every repeat. The floor has no first call (its
+    warm-up pass is untimed), so all its passes count.
+    """
+    summary: dict[str, dict[str, dict]] = {}
+    for variant in VARIANT_NAMES:
+        for batch_size in sorted({r["batch_size"] for r in results}):
+            runs = [r for r in results if r["variant"] == variant and r["batch_size"] == batch_size]
+            if not runs:
+                continue
+            later = [s for r in runs for s in (r["epoch_seconds"] if variant == "floor" else r["epoch_seconds"][1:])]
+            first = statistics.median(r["epoch_seconds"][0] for r in runs)
+            steady = statistics.median(later)
+            losses = [r["final_train_loss"] for r in runs if r["final_train_loss"] is not None]
+            summary.setdefault(variant, {})[str(batch_size)] = {
+                "seconds_per_epoch": steady,
+                "first_epoch_seconds": None if variant == "floor" else first,
+                "first_call_overhead_seconds": None if variant == "floor" else first - steady,
+                "final_train_loss": statistics.median(losses) if losses else None,
+                "epochs_timed": len(later),
+                "repeats": len(runs),
+                "extra": _merged_extra(runs),
+            }
+    return summary
+
+
+def ratios(summary: dict[str, dict[str, dict]]) -> dict[str, dict[str, float | None]]:
+    """engine seconds / peer seconds per batch size: below 1 the engine is faster."""
+    out: dict[str, dict[str, float | None]] = {}
+    for peer in PEERS:
+        out[f"engine_vs_{peer}"] = {}
+        for batch, engine in summary.get("engine", {}).items():
+            other = summary.get(peer, {}).get(batch)
+            out[f"engine_vs_{peer}"][f"batch_{batch}"] = (
+                engine["seconds_per_epoch"] / other["seconds_per_epoch"] if other else None)
+    return out
+
+
+def _merged_extra(runs: list[dict]) -> dict:
+    """Numeric extras as their median over repeats; anything else as the first run reported it."""
+    merged = {}
+    for key, value in runs[0]["extra"].items():
+        values = [r["extra"].get(key) for r in runs]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        merged[key] = statistics.median(values) if numeric else value
+    return merged
+
+
+def _loss_text(loss: float | None) -> str:
+    return "-" if loss is None else f"{loss:.6f}"

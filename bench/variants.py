@@ -1,0 +1,265 @@
+"""The training loops the speed benchmark compares: softmax_core's engine and its peers.
+
+Every variant runs constant-learning-rate minibatch SGD from zero weights over the same batch
+order — epoch k visits ``numpy.random.default_rng(seed)``'s k-th ``permutation(n)``, which is
+how the engine draws it — and reports the training seconds of each epoch (evaluation left out)
+plus its final weights. One variant runs per process:
+
+    python -m bench.variants engine --batch-size 100 --epochs 6 --lr 0.5
+
+prints one JSON line (see ``main``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from softmax_core.data import CLASSES, PIXELS, Mnist, load_mnist  # noqa: E402
+
+from .blas import blas_info  # noqa: E402
+
+EVALUATE_CALLS = 30
+"""Calls of ``train.evaluate`` timed after an engine run; the median is reported."""
+
+
+@dataclass
+class Trained:
+    epoch_seconds: list[float]
+    """Training seconds of each epoch; the first includes tracing and first-call setup."""
+    W: np.ndarray | None
+    """Final weights; None for the floor, which trains nothing."""
+    b: np.ndarray | None
+    extra: dict = field(default_factory=dict)
+
+
+def permutations(n: int, epochs: int, seed: int) -> list[np.ndarray]:
+    """The engine's batch order: one ``default_rng(seed).permutation(n)`` per epoch."""
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(n).astype(np.int32) for _ in range(epochs)]
+
+
+def engine(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Trained:
+    """``softmax_core.train.train``, the function the dashboard runs, with SGD and a constant lr.
+
+    An epoch's training ends at its last ``on_progress`` call (after its last compiled chunk);
+    the time from there to ``on_epoch`` is the per-epoch evaluation and bookkeeping.
+    """
+    from softmax_core.config import TrainConfig
+    from softmax_core.train import evaluate, train
+
+    config = TrainConfig(learning_rate=lr, batch_size=batch_size, epochs=epochs, seed=seed,
+                         optimizer="sgd", schedule="constant")
+    progress_marks: list[float] = []
+    seconds: list[float] = []
+    in_train_evaluation: list[float] = []
+    epoch_start = time.perf_counter()
+
+    def on_progress(_fraction: float) -> None:
+        progress_marks.append(time.perf_counter())
+
+    def on_epoch(_metrics, _W, _b) -> None:
+        nonlocal epoch_start
+        trained_at = progress_marks[-1]
+        seconds.append(trained_at - epoch_start)
+        in_train_evaluation.append(time.perf_counter() - trained_at)
+        epoch_start = time.perf_counter()
+
+    result = train(config, data, on_epoch=on_epoch, on_progress=on_progress)
+    evaluate_seconds = []
+    for _ in range(EVALUATE_CALLS):
+        started = time.perf_counter()
+        evaluate(result.W, result.b, data)
+        evaluate_seconds.append(time.perf_counter() - started)
+    return Trained(seconds, result.W, result.b, {
+        "status": result.status,
+        "evaluate_seconds": float(np.median(evaluate_seconds)),
+        "in_train_evaluation_seconds": float(np.median(in_train_evaluation[1:] or in_train_evaluation)),
+    })
+
+
+def numpy_sgd(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Trained:
+    """A plain NumPy minibatch loop in float32: the gradient written out, as the engine does."""
+    X, Y = data.train_x, data.train_y
+    W, b = np.zeros((PIXELS, CLASSES), np.float32), np.zeros(CLASSES, np.float32)
+    lr32 = np.float32(lr)
+    seconds, step_losses = [], []
+    for perm in permutations(len(Y), epochs, seed):
+        started = time.perf_counter()
+        for i in range(0, len(perm), batch_size):
+            idx = perm[i:i + batch_size]
+            xb, yb = X[idx], Y[idx]
+            rows = np.arange(len(idx))
+            logits = xb @ W + b
+            logits -= logits.max(axis=1, keepdims=True)
+            log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+            step_losses.append(-log_p[rows, yb].mean())
+            g = np.exp(log_p)
+            g[rows, yb] -= 1.0
+            g /= len(idx)
+            W -= lr32 * (xb.T @ g)
+            b -= lr32 * g.sum(axis=0)
+        seconds.append(time.perf_counter() - started)
+    return Trained(seconds, W, b, {"blas": blas_info()})
+
+
+def tf1_session(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Trained:
+    """The tutorial's style: placeholders, a Session, ``feed_dict`` per batch, GradientDescentOptimizer.
+
+    Built inside its own ``tf.Graph``; eager execution is never disabled globally. The loss is
+    the stable one from logits (the tutorial's log(softmax) is not copied).
+    """
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    X, Y = data.train_x, data.train_y
+    seconds = []
+    with tf.Graph().as_default():
+        x = v1.placeholder(tf.float32, [None, PIXELS])
+        y = v1.placeholder(tf.int32, [None])
+        W = v1.Variable(tf.zeros([PIXELS, CLASSES]))
+        b = v1.Variable(tf.zeros([CLASSES]))
+        logits = tf.matmul(x, W) + b
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        step = v1.train.GradientDescentOptimizer(lr).minimize(loss)
+        with v1.Session() as session:
+            session.run(v1.global_variables_initializer())
+            for perm in permutations(len(Y), epochs, seed):
+                started = time.perf_counter()
+                for i in range(0, len(perm), batch_size):
+                    idx = perm[i:i + batch_size]
+                    session.run([step, loss], feed_dict={x: X[idx], y: Y[idx]})
+                seconds.append(time.perf_counter() - started)
+            W_final, b_final = session.run([W, b])
+    return Trained(seconds, W_final, b_final)
+
+
+def keras_fit(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Trained:
+    """``Sequential([Dense(10, activation="softmax")])`` + ``fit`` with SGD, compiled as Keras defaults.
+
+    One ``fit`` call per epoch on that epoch's permuted copy (made outside the timing), with
+    ``shuffle=False``, keeps the engine's batch order; an epoch is timed from Keras's own
+    ``on_epoch_begin`` to ``on_epoch_end``, so fit's per-call setup is left out (reported apart).
+    ``sparse_categorical_crossentropy`` on a softmax output takes Keras's stable path from logits.
+    """
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None) -> None:
+            self.began = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None) -> None:
+            self.seconds.append(time.perf_counter() - self.began)
+
+    model = keras.Sequential([keras.Input((PIXELS,)),
+                              keras.layers.Dense(CLASSES, activation="softmax", kernel_initializer="zeros")])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr), loss="sparse_categorical_crossentropy")
+    timer, fit_calls = EpochTimer(), []
+    for epoch, perm in enumerate(permutations(len(data.train_y), epochs, seed)):
+        xs, ys = data.train_x[perm], data.train_y[perm]
+        started = time.perf_counter()
+        model.fit(xs, ys, batch_size=batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False,
+                  verbose=0, callbacks=[timer])
+        fit_calls.append(time.perf_counter() - started)
+    W, b = (np.asarray(w) for w in model.layers[0].get_weights())
+    return Trained(timer.seconds, W, b, {
+        "jit_compile": bool(model.jit_compile),
+        "fit_call_seconds": float(np.median(fit_calls[1:] or fit_calls)),
+    })
+
+
+def floor(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Trained:
+    """The work of an epoch with no per-step cost: one X @ W and one X.T @ G over all rows.
+
+    Timed in NumPy (OpenBLAS) and TensorFlow; the faster is the floor. ``batch_size`` and
+    ``lr`` do not apply; ``epochs`` is the number of timed passes.
+    """
+    import tensorflow as tf
+
+    X = data.train_x
+    W = np.random.default_rng(seed).normal(0, 0.01, (PIXELS, CLASSES)).astype(np.float32)
+    G = np.random.default_rng(seed + 1).normal(0, 0.01, (len(X), CLASSES)).astype(np.float32)
+    tX, tW, tG = (tf.constant(a) for a in (X, W, G))
+
+    @tf.function
+    def tf_pass(X, W, G):
+        return tf.matmul(X, W), tf.matmul(X, G, transpose_a=True)
+
+    def numpy_pass() -> None:
+        X @ W
+        X.T @ G
+
+    def tf_call() -> None:
+        [t.numpy() for t in tf_pass(tX, tW, tG)]
+
+    timings = {}
+    for name, work in (("numpy", numpy_pass), ("tensorflow", tf_call)):
+        work()
+        runs = []
+        for _ in range(max(epochs, 5)):
+            started = time.perf_counter()
+            work()
+            runs.append(time.perf_counter() - started)
+        timings[name] = runs
+    best = min(timings, key=lambda name: np.median(timings[name]))
+    return Trained(timings[best], None, None, {
+        "library": best, "numpy_seconds": float(np.median(timings["numpy"])),
+        "tensorflow_seconds": float(np.median(timings["tensorflow"])), "blas": blas_info(),
+    })
+
+
+VARIANTS: dict[str, Callable[[Mnist, int, int, float, int], Trained]] = {
+    "engine": engine, "keras": keras_fit, "tf1": tf1_session, "numpy": numpy_sgd, "floor": floor,
+}
+
+
+def train_loss(W: np.ndarray, b: np.ndarray, data: Mnist) -> float:
+    """Mean cross-entropy over the full train split, in float64: the same yardstick for all."""
+    logits = data.train_x.astype(np.float64) @ W.astype(np.float64) + b
+    logits -= logits.max(axis=1, keepdims=True)
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(data.train_y)), data.train_y].mean())
+
+
+def limited(data: Mnist, examples: int) -> Mnist:
+    """The first ``examples`` train rows (all of validation and test), for quick smoke runs."""
+    if examples >= len(data.train_y):
+        return data
+    return Mnist(data.train_x[:examples], data.train_y[:examples], data.validation_x, data.validation_y,
+                 data.test_x, data.test_y, data.source)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run one benchmark variant; print one JSON line.")
+    parser.add_argument("variant", choices=sorted(VARIANTS))
+    parser.add_argument("--batch-size", type=int, required=True)
+    parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--lr", type=float, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--examples", type=int, default=55_000)
+    args = parser.parse_args(argv)
+    data = limited(load_mnist(allow_download=False), args.examples)
+    trained = VARIANTS[args.variant](data, args.batch_size, args.epochs, args.lr, args.seed)
+    final = None if trained.W is None else train_loss(trained.W, trained.b, data)
+    print(json.dumps({
+        "variant": args.variant, "batch_size": args.batch_size, "examples": len(data.train_y),
+        "epoch_seconds": trained.epoch_seconds, "final_train_loss": final, "extra": trained.extra,
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
