@@ -1,0 +1,140 @@
+"""Runs: every saved run in one table; overlay their curves, download their files, delete them.
+
+The store is shared by every session, the CLI and sweeps, so this page shows their runs too;
+a damaged run folder is listed with its reason and never breaks the page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import streamlit as st
+
+from pages.session import RUN_PARAM, page_header, run_label, run_store
+from softmax_core.figures.curves import METRICS, runs_overlay
+from softmax_core.runs import RunError, RunInfo, RunStore
+
+COMPARE_DEFAULT = 3
+CONFIRM_KEY = "runs_confirm_delete"
+STATUS_MARKS = {"completed": "✓ completed", "stopped": "■ stopped", "diverged": "⚠ diverged", "failed": "✕ failed",
+                "interrupted": "⏸ interrupted", "running": "● running", "unreadable": "✕ unreadable"}
+OVERLAY_METRICS = ("test_accuracy", "validation_accuracy", "test_loss", "train_loss")
+
+
+def table_row(run: RunInfo) -> dict:
+    """One run as a table row: settings, status, final metrics, duration."""
+    config, final = run.config, run.final
+    return {
+        "Started": dt.datetime.fromtimestamp(run.created) if run.created else None,
+        "Status": STATUS_MARKS.get(run.status, run.status),
+        "Optimizer": config.optimizer if config else None,
+        "Learning rate": config.learning_rate if config else None,
+        "Batch": config.batch_size if config else None,
+        "Epochs": f"{run.epochs_completed} / {config.epochs}" if config else None,
+        "Schedule": config.schedule if config else None,
+        "L2": config.l2 if config else None,
+        "Test acc.": final["test_accuracy"] * 100 if final else None,
+        "Val. acc.": final["validation_accuracy"] * 100 if final else None,
+        "Test loss": final.get("test_loss"),
+        "Duration": run.duration,
+        "Sweep": run.sweep or "",
+        "Run id": run.run_id,
+    }
+
+
+COLUMNS = {
+    "Started": st.column_config.DatetimeColumn(format="D MMM, HH:mm:ss"),
+    "Learning rate": st.column_config.NumberColumn(format="%g"),
+    "L2": st.column_config.NumberColumn(format="%g"),
+    "Test acc.": st.column_config.NumberColumn(format="%.2f%%", help="Test accuracy after the last finished epoch"),
+    "Val. acc.": st.column_config.NumberColumn(format="%.2f%%", help="Validation accuracy, same epoch"),
+    "Test loss": st.column_config.NumberColumn(format="%.4f", help="Cross-entropy in nats"),
+    "Duration": st.column_config.NumberColumn(format="%.1f s", help="Training time including evaluation"),
+}
+
+
+def runs_table(runs: list[RunInfo]) -> None:
+    st.dataframe([table_row(r) for r in runs], hide_index=True, column_config=COLUMNS, key="runs_table")
+    broken = [r for r in runs if r.status == "unreadable"]
+    if broken:
+        st.warning(f"{len(broken)} run folder{'s' * (len(broken) != 1)} cannot be read; the reasons:",
+                   icon=":material/warning:")
+        st.dataframe([{"Run id": r.run_id, "Reason": r.error} for r in broken], hide_index=True,
+                     key="runs_broken")
+
+
+def compare(runs: list[RunInfo]) -> None:
+    st.subheader("Compare", anchor=False)
+    with_curves = [r for r in runs if r.status != "unreadable" and r.metrics]
+    if not with_curves:
+        st.caption("No run has a finished epoch yet.")
+        return
+    by_id = {r.run_id: r for r in with_curves}
+    pick, metric_col = st.columns([3, 2])
+    chosen = pick.multiselect("Runs to overlay", list(by_id), default=list(by_id)[:COMPARE_DEFAULT],
+                              format_func=lambda run_id: run_label(by_id[run_id]), key="runs_compare")
+    metric = metric_col.segmented_control("Metric", OVERLAY_METRICS, default=OVERLAY_METRICS[0], required=True,
+                                          format_func=lambda m: METRICS[m][0].capitalize(), key="runs_metric")
+    if chosen:
+        st.plotly_chart(runs_overlay([by_id[i] for i in chosen], metric or OVERLAY_METRICS[0]),
+                        key="runs_overlay_chart", config={"displayModeBar": False})
+
+
+def manage(store: RunStore, runs: list[RunInfo]) -> None:
+    st.subheader("Download or delete", anchor=False)
+    by_id = {r.run_id: r for r in runs}
+    ids = list(by_id)
+    wanted = st.query_params.get(RUN_PARAM)
+    run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in by_id else 0, key="runs_manage",
+                          format_func=lambda i: run_label(by_id[i]) if by_id[i].config else f"{i} · unreadable")
+    run = by_id[run_id]
+    try:
+        weights = store.weights_npz(run_id)
+    except RunError:
+        weights = None
+    cols = st.columns([1, 1, 1, 2])
+    cols[0].download_button("Weights (.npz)", weights or b"", file_name=f"{run_id}-weights.npz",
+                            mime="application/octet-stream", icon=":material/download:", disabled=weights is None,
+                            key="runs_download_weights", on_click="ignore", width="stretch")
+    cols[1].download_button("Metrics (.csv)", store.metrics_csv(run_id) if run.metrics else "",
+                            file_name=f"{run_id}-metrics.csv", mime="text/csv", icon=":material/table_view:",
+                            disabled=not run.metrics, key="runs_download_csv", on_click="ignore", width="stretch")
+    training = run.status == "running"
+    if cols[2].button("Delete …", icon=":material/delete:", key="runs_delete", disabled=training, width="stretch",
+                      help="Still training: stop it first." if training else None):
+        st.session_state[CONFIRM_KEY] = run_id
+    if st.session_state.get(CONFIRM_KEY) == run_id:
+        confirm_delete(store, run)
+
+
+def confirm_delete(store: RunStore, run: RunInfo) -> None:
+    with st.container(border=True):
+        st.warning(f"Delete run `{run.run_id}` and all its files? This cannot be undone.", icon=":material/delete:")
+        yes, no, _ = st.columns([1, 1, 4])
+        if yes.button("Delete", type="primary", key="runs_delete_confirm", width="stretch"):
+            store.delete(run.run_id)
+            st.session_state.pop(CONFIRM_KEY, None)
+            if st.query_params.get(RUN_PARAM) == run.run_id:
+                del st.query_params[RUN_PARAM]
+            st.toast(f"Deleted run {run.run_id}", icon=":material/delete:")
+            st.rerun()
+        if no.button("Cancel", key="runs_delete_cancel", width="stretch"):
+            st.session_state.pop(CONFIRM_KEY, None)
+            st.rerun()
+
+
+def main() -> None:
+    page_header("Runs", "Every run saved on this machine, from any session, the CLI or a sweep; newest first.")
+    store = run_store()
+    runs = store.list()
+    if not runs:
+        st.info("No saved runs yet.", icon=":material/info:")
+        st.page_link("pages/train.py", label="Train a model", icon=":material/model_training:")
+        return
+    st.caption(f"{len(runs)} run{'s' * (len(runs) != 1)} in `{store.root}`")
+    runs_table(runs)
+    compare(runs)
+    manage(store, runs)
+
+
+main()

@@ -1,0 +1,165 @@
+"""Sweep: train a grid of learning rates x batch sizes (and epochs, optimizers) one run at a time.
+
+Each run is an ordinary saved run tagged with the sweep id. The best setting is chosen on the
+validation split and is one click away on the Train page.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages.session import mnist, page_header, run_store
+from softmax_core.config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
+from softmax_core.figures.curves import METRICS, runs_overlay, sweep_heatmap
+from softmax_core.query import to_query
+from softmax_core.runs import RunError, RunInfo
+from softmax_core.sweeps import SELECTION_METRIC, SweepJob, best_run, saved_sweeps
+
+JOB_KEY = "sweep_job"
+"""This browser session's SweepJob; one per session."""
+SWEEP_PARAM = "sweep"
+POLL_SECONDS = 0.5
+LEARNING_RATES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+BATCH_SIZES = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+EPOCHS = (1, 2, 3, 5, 10, 15, 20, 30, 50)
+OVERLAY_METRICS = ("validation_loss", "test_loss", "train_loss", "validation_accuracy")
+
+
+def grid_form(running: bool) -> tuple[TrainConfig, dict[str, list]] | None:
+    """The grid and the fixed settings; returned when Start is pressed."""
+    defaults = TrainConfig()
+    with st.form("sweep_form"):
+        rates = st.multiselect("Learning rates", LEARNING_RATES, default=[5e-4, 1e-3, 2e-3, 5e-3],
+                               format_func=lambda v: f"{v:g}", key="sweep_learning_rates")
+        batches = st.multiselect("Batch sizes", BATCH_SIZES, default=[50, 100, 500], key="sweep_batch_sizes")
+        epochs = st.multiselect("Epochs", EPOCHS, default=[10], key="sweep_epochs")
+        optimizers = st.multiselect("Optimizers", OPTIMIZERS, default=[defaults.optimizer], key="sweep_optimizers")
+        schedule = st.selectbox("Learning-rate schedule", SCHEDULES, SCHEDULES.index(defaults.schedule),
+                                key="sweep_schedule")
+        seed = st.number_input("Seed", 0, 2**31 - 1, defaults.seed, key="sweep_seed")
+        start = st.form_submit_button("Start sweep", type="primary", icon=":material/play_arrow:",
+                                      disabled=running, width="stretch")
+    if running:
+        st.caption("A sweep is running in this session; stop it to start another.")
+    if not start:
+        return None
+    grid = {"learning_rate": rates, "batch_size": batches, "epochs": epochs, "optimizer": optimizers}
+    return TrainConfig(seed=seed, schedule=schedule), grid
+
+
+def start_sweep(base: TrainConfig, grid: dict[str, list]) -> SweepJob | None:
+    try:
+        job = SweepJob(base, grid, mnist(), run_store()).start()
+    except ConfigError as exc:
+        st.error(f"Not started: **{exc.field}** {str(exc).removeprefix(exc.field + ': ')}", icon=":material/block:")
+        return None
+    st.session_state[JOB_KEY] = job
+    st.query_params[SWEEP_PARAM] = job.sweep_id
+    return job
+
+
+def sweep_runs(run_ids: list[str]) -> list[RunInfo]:
+    store = run_store()
+    runs = []
+    for run_id in run_ids:
+        try:
+            runs.append(store.get(run_id))
+        except RunError:
+            continue  # deleted from the Runs page meanwhile
+    return runs
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def live_sweep(job: SweepJob) -> None:
+    """Overall progress, the run in training, and the results so far."""
+    snap = job.snapshot()
+    if snap.done:
+        st.rerun()
+    now = ""
+    if snap.current is not None and snap.current_config is not None:
+        epoch = min(int(snap.current.progress * snap.current_config.epochs) + 1, snap.current_config.epochs)
+        now = f" · now {snap.current_config.label()}, epoch {epoch}"
+    left = f" · about {snap.eta:.0f} s left" if snap.eta is not None and snap.progress > 0.02 else ""
+    st.progress(snap.progress, text=f"Run {min(snap.finished + 1, snap.total)} of {snap.total}{now}{left}")
+    if st.button("Stop sweep", icon=":material/stop_circle:", key="sweep_stop"):
+        job.stop()
+        st.caption("Stopping: the current run ends as stopped, no further runs start …")
+    results(sweep_runs(snap.run_ids[:snap.finished]), live=True)
+
+
+def results(runs: list[RunInfo], live: bool = False) -> None:
+    """Best setting, heatmaps of validation and test accuracy, loss curves overlaid."""
+    finished = [r for r in runs if r.config is not None and r.metrics]
+    if not finished:
+        st.caption("Results appear here as runs finish.")
+        return
+    best = best_run(finished)
+    if best is not None and not live:
+        with st.container(border=True):
+            st.markdown(f"**Best on validation:** {best.config.label()} — validation "
+                        f"{best.final[SELECTION_METRIC]:.2%}, test {best.final['test_accuracy']:.2%}")
+            st.page_link("pages/train.py", label="Open these settings on the Train page", icon=":material/arrow_forward:",
+                         query_params=to_query(best.config))
+    shared = {(r.config.learning_rate, r.config.batch_size) for r in finished}
+    if len(shared) < len(finished):
+        st.caption("Runs that differ only in epochs or optimizer share a cell; each cell shows the best of them.")
+    left, right = st.columns(2)
+    left.plotly_chart(sweep_heatmap(finished, "validation_accuracy"), key="sweep_heatmap_validation",
+                      config={"displayModeBar": False})
+    right.plotly_chart(sweep_heatmap(finished, "test_accuracy"), key="sweep_heatmap_test",
+                       config={"displayModeBar": False})
+    metric = st.segmented_control("Curves", OVERLAY_METRICS, default=OVERLAY_METRICS[0], required=True,
+                                  format_func=lambda m: METRICS[m][0].capitalize(), key="sweep_curve_metric")
+    st.plotly_chart(runs_overlay(finished, metric or OVERLAY_METRICS[0]), key="sweep_overlay",
+                    config={"displayModeBar": False})
+
+
+def pick_sweep(job: SweepJob | None) -> list[RunInfo] | None:
+    """The saved sweep to show: ?sweep=, else this session's, else the newest."""
+    sweeps = saved_sweeps(run_store())
+    if not sweeps:
+        return None
+    ids = list(sweeps)
+    wanted = st.query_params.get(SWEEP_PARAM) or (job.sweep_id if job else None)
+    sweep_id = st.selectbox("Sweep", ids, index=ids.index(wanted) if wanted in sweeps else 0, key="sweep_pick",
+                            format_func=lambda s: f"{s} · {len(sweeps[s])} runs · {sweep_summary(sweeps[s])}")
+    if st.query_params.get(SWEEP_PARAM) != sweep_id:
+        st.query_params[SWEEP_PARAM] = sweep_id
+    return sweeps[sweep_id]
+
+
+def sweep_summary(runs: list[RunInfo]) -> str:
+    best = best_run(runs)
+    if best is None:
+        return "no finished run"
+    return f"best {best.config.label()}, validation {best.final[SELECTION_METRIC]:.2%}"
+
+
+def main() -> None:
+    page_header("Sweep", "Train a grid of settings one run at a time, pick the best on the validation split, "
+                         "then train it from the Train page.")
+    mnist()
+    job: SweepJob | None = st.session_state.get(JOB_KEY)
+    running = job is not None and not job.snapshot().done
+    form_column, result_column = st.columns([1, 2.6], gap="large")
+    with form_column:
+        request = grid_form(running)
+        if request is not None:
+            started = start_sweep(*request)
+            if started is not None:
+                job, running = started, True
+    with result_column:
+        if running:
+            live_sweep(job)
+            return
+        if job is not None and job.snapshot().status == "stopped":
+            st.info(f"Sweep stopped after {job.snapshot().finished} runs; those are saved.", icon=":material/stop_circle:")
+        runs = pick_sweep(job)
+        if runs is None:
+            st.info("No sweep yet. Choose values on the left: every combination is trained and saved as a "
+                    "run, one after another.", icon=":material/tune:")
+            return
+        results(runs)
+
+
+main()
