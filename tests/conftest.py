@@ -1,0 +1,23 @@
+"""Fixtures shared by the whole suite: the real MNIST once per session, a private run store per test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from softmax_core.data import Mnist, load_mnist
+
+
+@pytest.fixture(scope="session")
+def mnist() -> Mnist:
+    """The real dataset, from MNIST_DIR (or the cache), parsed once for the whole test session."""
+    return load_mnist()
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty runs folder that RunStore() and the dashboard use for this test (SOFTMAX_LAB_RUNS)."""
+    root = tmp_path / "runs"
+    monkeypatch.setenv("SOFTMAX_LAB_RUNS", str(root))
+    return root
