@@ -32,7 +32,7 @@ from .data import CLASSES, PIXELS
 
 STATUSES = ("running", "completed", "stopped", "diverged", "failed", "interrupted", "unreadable")
 FINAL_STATUSES = ("completed", "stopped", "diverged", "failed")
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}")
 CSV_COLUMNS = ("epoch", "train_loss", "train_accuracy", "validation_loss", "validation_accuracy",
                "test_loss", "test_accuracy", "learning_rate", "seconds")
 
@@ -51,7 +51,7 @@ def default_root() -> Path:
 
 def check_run_id(run_id: str) -> str:
     """Refuse anything that is not a plain folder name (no '/', no '..')."""
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
         raise RunError(f"invalid run id {run_id!r}: letters, digits, '-' and '_' only")
     return run_id
 
@@ -180,7 +180,7 @@ class RunStore:
         """Ids of all run folders, newest first."""
         if not self.root.is_dir():
             return []
-        return sorted((p.name for p in self.root.iterdir() if p.is_dir() and _RUN_ID.match(p.name)), reverse=True)
+        return sorted((p.name for p in self.root.iterdir() if p.is_dir() and _RUN_ID.fullmatch(p.name)), reverse=True)
 
     def list(self) -> list[RunInfo]:
         """Every run, newest first; a run deleted while listing is left out."""
@@ -262,7 +262,7 @@ class RunStore:
 def _read_json(path: Path) -> dict:
     try:
         value = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RunError(f"{path.name} is not valid JSON ({exc})") from None
     except FileNotFoundError:
         raise RunError(f"{path.name} is missing") from None
