@@ -10,7 +10,7 @@ import datetime as dt
 
 import streamlit as st
 
-from pages.session import RUN_PARAM, page_header, run_label, run_store
+from pages.session import RUN_PARAM, page_header, run_label, run_store, saved_runs
 from softmax_core.figures.curves import METRICS, runs_overlay
 from softmax_core.runs import RunError, RunInfo, RunStore
 
@@ -126,7 +126,7 @@ def confirm_delete(store: RunStore, run: RunInfo) -> None:
 def main() -> None:
     page_header("Runs", "Every run saved on this machine, from any session, the CLI or a sweep; newest first.")
     store = run_store()
-    runs = store.list()
+    runs = saved_runs(store)
     if not runs:
         st.info("No saved runs yet.", icon=":material/info:")
         st.page_link("pages/train.py", label="Train a model", icon=":material/model_training:")

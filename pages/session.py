@@ -92,9 +92,14 @@ def run_label(info: RunInfo) -> str:
     return f"{when} · {settings} · {info.status}{score}"
 
 
+def saved_runs(store: RunStore) -> list[RunInfo]:
+    """All runs, newest first by creation time (ids made in the same second sort randomly)."""
+    return sorted(store.list(), key=lambda r: r.created, reverse=True)
+
+
 def runs_with_weights(store: RunStore) -> list[RunInfo]:
     """Readable runs with at least one finished epoch, newest first."""
-    return [r for r in store.list() if r.status != "unreadable" and r.epochs_completed >= 1]
+    return [r for r in saved_runs(store) if r.status != "unreadable" and r.epochs_completed >= 1]
 
 
 def _run_from_url() -> str | None:

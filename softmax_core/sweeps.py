@@ -165,12 +165,12 @@ class SweepJob:
 
 
 def saved_sweeps(store: RunStore) -> dict[str, list[RunInfo]]:
-    """Saved runs grouped by sweep id, newest sweep first (runs oldest first within one)."""
+    """Saved runs grouped by sweep id, newest sweep first, runs in the order they were trained."""
     grouped: dict[str, list[RunInfo]] = {}
     for run in store.list():
         if run.sweep:
             grouped.setdefault(run.sweep, []).append(run)
-    return {sweep: runs[::-1] for sweep, runs in sorted(grouped.items(), reverse=True)}
+    return {sweep: sorted(runs, key=lambda r: r.created) for sweep, runs in sorted(grouped.items(), reverse=True)}
 
 
 def best_run(runs: Sequence[RunInfo], metric: str = SELECTION_METRIC) -> RunInfo | None:

@@ -168,8 +168,8 @@ def sweep_heatmap(runs: Sequence[Any], metric: str = "test_accuracy", title: str
     label, _ = METRICS[metric]
     rates, batches, grid = sweep_grid(runs, metric)
     scale = 100.0 if metric.endswith("accuracy") else 1.0
-    z = grid * scale
-    text = [["" if math.isnan(v) else (f"{v:.2f}%" if scale == 100 else f"{v:.3f}") for v in row] for row in z]
+    z = [[None if math.isnan(v) else v * scale for v in row] for row in grid]
+    text = [["" if v is None else (f"{v:.2f}%" if scale == 100 else f"{v:.3f}") for v in row] for row in z]
     fig = go.Figure(go.Heatmap(
         x=[str(b) for b in batches], y=[f"{r:g}" for r in rates], z=z, text=text, texttemplate="%{text}",
         colorscale="Viridis" if scale == 100 else "Viridis_r", hoverongaps=False,
