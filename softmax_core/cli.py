@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -26,6 +27,22 @@ class UsageError(Exception):
     """Bad input from the command line: printed as one line, exit status 2."""
 
 
+SWEEPABLE = (("--learning-rate", float), ("--batch-size", int), ("--epochs", int), ("--optimizer", str))
+FIXED = (("--seed", int), ("--schedule", str), ("--l2", float), ("--init", str))
+HELP = {"--optimizer": f"one of {', '.join(OPTIMIZERS)}", "--schedule": f"one of {', '.join(SCHEDULES)}",
+        "--init": "zeros (the tutorial) or random"}
+
+
+def _add_settings(parser: argparse.ArgumentParser, options, many: bool) -> None:
+    """TrainConfig's settings as flags; with ``many``, each takes a list of values to sweep."""
+    defaults = TrainConfig()
+    for flag, kind in options:
+        default = getattr(defaults, flag[2:].replace("-", "_"))
+        help_text = HELP.get(flag, "") + f" (default {default})"
+        parser.add_argument(flag, type=kind, nargs="+" if many else None,
+                            default=[default] if many else default, help=help_text.strip())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m softmax_core", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="folder with the four MNIST files (default: $MNIST_DIR, cache, download)")
@@ -34,15 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a softmax regression and save it as a run")
-    defaults = TrainConfig()
-    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    train.add_argument("--epochs", type=int, default=defaults.epochs)
-    train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--optimizer", default=defaults.optimizer, help=f"one of {', '.join(OPTIMIZERS)}")
-    train.add_argument("--schedule", default=defaults.schedule, help=f"one of {', '.join(SCHEDULES)}")
-    train.add_argument("--l2", type=float, default=defaults.l2)
-    train.add_argument("--init", default=defaults.init, help="zeros (the tutorial) or random")
+    _add_settings(train, SWEEPABLE + FIXED, many=False)
 
     evaluate = commands.add_parser("evaluate", help="test accuracy, per-class accuracy and confusion matrix of a run")
     evaluate.add_argument("run")
@@ -50,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("run")
     predict.add_argument("image")
     commands.add_parser("runs", help="list saved runs with status and final metrics")
+
+    sweep = commands.add_parser("sweep", help="train every combination of the values given, one run each")
+    _add_settings(sweep, SWEEPABLE, many=True)
+    _add_settings(sweep, FIXED, many=False)
     for sub in commands.choices.values():  # let --json, --data-dir, --runs-dir also follow the command
         for option in ("--data-dir", "--runs-dir"):
             sub.add_argument(option, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -226,4 +239,36 @@ def _run_line(run: RunInfo) -> str:
     return f"{run.run_id:24} {run.status:11} {run.epochs_completed:>6} {acc:>8} {secs:>8}  {run.config.label()}"
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "runs": cmd_runs}
+def cmd_sweep(args: argparse.Namespace) -> int:
+    base = TrainConfig(seed=args.seed, schedule=args.schedule, l2=args.l2, init=args.init)
+    grid = {"learning_rate": args.learning_rate, "batch_size": args.batch_size, "epochs": args.epochs,
+            "optimizer": args.optimizer}
+    from .sweeps import run_sweep, sweep_configs  # TensorFlow loads only once the grid is valid
+
+    total = len(sweep_configs(base, grid))
+    data, store = _data(args), _store(args)
+    done: list[RunInfo] = []
+
+    def report(run: RunInfo) -> None:
+        done.append(run)
+        print(f"[{len(done)}/{total}] {_run_line(run)}", file=sys.stderr, flush=True)
+
+    stop = threading.Event()
+    try:
+        runs = run_sweep(base, grid, data, store, on_run=report, stop=stop)
+    except KeyboardInterrupt:
+        stop.set()
+        runs = done
+    scored = [r for r in runs if r.final]
+    best = max(scored, key=lambda r: r.final["validation_accuracy"], default=None)
+    payload = {"sweep": runs[0].sweep if runs else None, "runs": [_run_summary(r) for r in runs],
+               "best": _run_summary(best) if best else None}
+    text = "no finished run" if best is None else (
+        f"best on validation: {best.config.label()} — validation {best.final['validation_accuracy']:.2%}, "
+        f"test {best.final['test_accuracy']:.2%} (run {best.run_id})")
+    _emit(args, payload, text)
+    return EXIT_OK if len(runs) == total and best else EXIT_RUN_FAILED
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "runs": cmd_runs,
+            "sweep": cmd_sweep}

@@ -79,3 +79,19 @@ def test_diverging_run_exits_1_and_is_saved_as_diverged(tmp_path):
                "--epochs", "2", "--json", runs_dir=tmp_path)
     assert done.returncode == 1
     assert json.loads(done.stdout.splitlines()[-1])["status"] == "diverged"
+
+
+def test_sweep_trains_the_grid_and_names_the_best_on_validation(tmp_path):
+    done = cli("sweep", "--learning-rate", "0.001", "0.002", "--batch-size", "100", "200", "--epochs", "1",
+               "--json", runs_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert len(report["runs"]) == 4 and len({r["run_id"] for r in report["runs"]}) == 4
+    best = max(report["runs"], key=lambda r: r["final"]["validation_accuracy"])
+    assert report["best"]["run_id"] == best["run_id"]
+    assert done.stderr.count("[") >= 4  # one progress line per finished run
+
+
+def test_sweep_refuses_a_bad_value_before_training(tmp_path):
+    done = cli("sweep", "--batch-size", "100", "0", runs_dir=tmp_path)
+    assert done.returncode == 2 and "batch_size" in done.stderr.splitlines()[-1]
