@@ -61,7 +61,7 @@ def test_predict_reads_a_real_digit_from_a_png(trained, mnist, tmp_path):
     (["train", "--batch-size", "0"], "batch_size"),
     (["train", "--optimizer", "rmsprop"], "optimizer"),
     (["train", "--learning-rate", "-1"], "learning_rate"),
-    (["train", "--data-dir", "/nonexistent", "--epochs", "1"], "lacks train-images"),
+    (["train", "--data-dir", "/nonexistent", "--epochs", "1"], "/nonexistent"),
     (["evaluate", "../etc"], "invalid run id"),
     (["evaluate", "20990101-000000-abcdef"], "no weights"),
     (["predict", "nope", "x.png"], "no weights"),
