@@ -1,0 +1,53 @@
+"""A run's arrays for the inspection pages, read from disk once per run and epoch count.
+
+Keyed by the runs root, the run id and how many epochs it has finished, so a run that is still
+training is re-read after each new epoch and a finished one never again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from softmax_core.analysis import Predictions, predictions
+from softmax_core.data import Mnist
+from softmax_core.runs import RunInfo, RunStore
+from pages.session import run_store
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _weights(root: str, run_id: str, epochs: int) -> tuple[np.ndarray, np.ndarray]:
+    return RunStore(root).load_weights(run_id)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _evolution(root: str, run_id: str, epochs: int) -> np.ndarray:
+    return RunStore(root).load_evolution(run_id)
+
+
+@st.cache_data(max_entries=16, show_spinner="Scoring the 10,000 test digits …")
+def _predictions_on_test(root: str, run_id: str, epochs: int, _data: Mnist) -> Predictions:
+    from softmax_core.model import predict_proba  # TensorFlow is imported only where it is used
+
+    W, b = RunStore(root).load_weights(run_id)
+    return predictions(predict_proba(W, b, _data.test_x), _data.test_y)
+
+
+def _root() -> str:
+    store: RunStore = run_store()
+    return str(store.root)
+
+
+def weights(run: RunInfo) -> tuple[np.ndarray, np.ndarray]:
+    """W (784x10) and b (10) of the run's last finished epoch."""
+    return _weights(_root(), run.run_id, run.epochs_completed)
+
+
+def evolution(run: RunInfo) -> np.ndarray:
+    """W after each finished epoch, (epochs, 784, 10); raises RunError for runs without one."""
+    return _evolution(_root(), run.run_id, run.epochs_completed)
+
+
+def predictions_on_test(run: RunInfo, data: Mnist) -> Predictions:
+    """The run's guess and confidence for every test digit."""
+    return _predictions_on_test(_root(), run.run_id, run.epochs_completed, data)
