@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from softmax_core.analysis import logit_parts
+from softmax_core.analysis import evidence, logit_parts
 from softmax_core.config import TrainConfig
 from softmax_core.figures.digits import digit_image, evidence_map, probability_bars
 from softmax_core.model import predict_proba
@@ -69,7 +69,7 @@ if run is None:
 W, b = weights(run)
 st.session_state.setdefault(CANVAS_KEY, "draw_canvas_0")
 
-canvas_column, seen_column, answer_column = st.columns([1.15, 0.95, 1.5], gap="large")
+canvas_column, seen_column, answer_column = st.columns([1.35, 1, 1.55], gap="medium")
 with canvas_column:
     st.subheader("Your digit", anchor=False)
     from streamlit_drawable_canvas import st_canvas  # raises outside a running script
@@ -84,16 +84,15 @@ image = canvas_to_mnist(rgba) if rgba is not None else None
 
 with seen_column:
     st.subheader("What the model sees", anchor=False)
-    if image is None:
-        st.info("Draw a digit on the black square: one stroke is enough to start.", icon=":material/draw:")
-    else:
-        st.plotly_chart(digit_image(image), theme=None, key="draw_seen", config={"displayModeBar": False})
-        st.caption("28x28, as the model gets it: 784 inputs in [0, 1].")
+    seen = np.zeros((28, 28), np.float32) if image is None else image
+    st.plotly_chart(digit_image(seen), theme=None, key="draw_seen", config={"displayModeBar": False})
+    st.caption("Nothing drawn yet." if image is None else "28x28, as the model gets it: 784 inputs in [0, 1].")
 
 with answer_column:
     st.subheader("What it answers", anchor=False)
     if image is None:
-        st.markdown("**Draw a digit** to see the probabilities of all ten.")
+        st.markdown("#### Draw a digit")
+        st.caption("Draw on the black square; the probabilities of all ten digits appear when you lift the pen.")
         st.stop()
     proba = predict_proba(W, b, image)[0]
     top = int(proba.argmax())
@@ -106,12 +105,13 @@ st.caption("A digit's score (logit) is the sum over pixels of ink × weight, plu
            "drawing voted for the digit, blue ones against; the bigger score wins after the softmax.")
 runner_up = int(np.argsort(proba)[-2])
 picked = st.pills("Compare with digit", list(range(10)), selection_mode="single", key="draw_compare",
-                  help=f"Defaults to the runner-up, {runner_up}.")
+                  help="With none picked, the right-hand map shows the runner-up.")
 other = runner_up if picked is None else int(picked)
+limit = max(float(np.abs(evidence(image, W, d)).max()) for d in (top, other)) or None  # one scale for both
 top_map, other_map = st.columns(2)
-top_map.plotly_chart(evidence_map(image, W, top), theme=None, key="draw_evidence_top",
+top_map.plotly_chart(evidence_map(image, W, top, limit), theme=None, key="draw_evidence_top",
                      config={"displayModeBar": False})
-other_map.plotly_chart(evidence_map(image, W, other), theme=None, key="draw_evidence_other",
+other_map.plotly_chart(evidence_map(image, W, other, limit), theme=None, key="draw_evidence_other",
                        config={"displayModeBar": False})
 
 parts = logit_parts(image, W, b)

@@ -58,6 +58,6 @@ with evolution_tab:
         epoch = 1
         st.caption("This run trained a single epoch: there is one snapshot to show.")
     st.plotly_chart(weight_evolution(stack, start=epoch - 1), theme=None, key="weights_evolution",
-                    config={"displaylogo": False})
+                    config={"displayModeBar": False})  # the toolbar would cover Play
     st.caption("One colour scale spans every epoch, so the templates visibly sharpen and strengthen "
                "as training goes on.")

@@ -163,6 +163,8 @@ def test_draw_page_blank_canvas_asks_for_a_digit(run_id: str) -> None:
     at = draw(open_page("pages/draw.py"), blank)
     assert any("Draw a digit" in m.value for m in at.markdown)
     assert not at.metric and not chart(at, trace_type="bar")
+    (seen,) = chart(at, trace_type="heatmap")
+    assert not array(seen["data"][0]["z"]).any()  # the model-input preview stays empty
 
 
 def test_draw_page_clear_empties_the_canvas(run_id: str, mnist: Mnist) -> None:

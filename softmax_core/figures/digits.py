@@ -147,13 +147,18 @@ def digit_image(image: np.ndarray, title: str | None = None, height: int = 280) 
     return fig
 
 
-def evidence_map(x: np.ndarray, W: np.ndarray, digit: int, height: int = 340) -> go.Figure:
-    """Each pixel's vote ``x * W[:, digit]``: red strokes argue for ``digit``, blue against."""
+def evidence_map(x: np.ndarray, W: np.ndarray, digit: int, limit: float | None = None,
+                 height: int = 340) -> go.Figure:
+    """Each pixel's vote ``x * W[:, digit]``: red strokes argue for ``digit``, blue against.
+
+    ``limit`` sets both ends of the colour scale, so maps drawn side by side can share one.
+    """
     x = np.asarray(x, np.float32).reshape(IMAGE_SIDE, IMAGE_SIDE)
     weights = W[:, digit].reshape(IMAGE_SIDE, IMAGE_SIDE)
     votes = evidence(x, W, digit)
     fig = go.Figure(go.Heatmap(
-        z=votes, zmid=0, zmin=-_symmetric_limit(votes), zmax=_symmetric_limit(votes), colorscale=DIVERGING,
+        z=votes, zmid=0, zmin=-(limit or _symmetric_limit(votes)), zmax=limit or _symmetric_limit(votes),
+        colorscale=DIVERGING,
         customdata=np.stack([x, weights], axis=-1),
         colorbar=dict(title=dict(text="evidence", side="right"), thickness=12),
         hovertemplate=("pixel (row %{y}, col %{x})<br>ink %{customdata[0]:.2f} × weight %{customdata[1]:.3f}"
@@ -196,7 +201,7 @@ def confusion_matrix(matrix: np.ndarray, normalised: bool = False, height: int =
         unselected=dict(marker=dict(opacity=0)), customdata=np.stack([counts.ravel(), shares.ravel()], axis=-1),
         hovertemplate="true %{y} → guessed %{x}<br>%{customdata[0]} images · %{customdata[1]:.1%} of true %{y}s"
                       "<extra></extra>",
-        showlegend=False,
+        hoverlabel=dict(bgcolor="white", bordercolor=INK, font=dict(color=INK)), showlegend=False,
     ))
     styled(fig, None, height)
     fig.update_layout(margin=dict(l=64, r=16, t=16, b=56), plot_bgcolor="white", clickmode="event+select",
