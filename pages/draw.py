@@ -16,6 +16,7 @@ import streamlit as st
 from softmax_core.analysis import evidence, logit_parts
 from softmax_core.config import TrainConfig
 from softmax_core.figures.digits import digit_image, evidence_map, probability_bars
+from softmax_core.jobs import TrainingJob
 from softmax_core.model import predict_proba
 from softmax_core.preprocess import canvas_to_mnist
 from pages.run_arrays import weights
@@ -42,8 +43,6 @@ def offer_training() -> None:
                     "then come straight back to drawing.")
         if not st.button("Train a model with defaults", type="primary", icon=":material/bolt:", key="draw_train"):
             return
-        from softmax_core.jobs import TrainingJob  # TensorFlow's training code, only when asked for
-
         job = st.session_state[JOB_KEY] = TrainingJob(config, mnist(), run_store()).start()
     bar = st.progress(0.0, text="Starting …")
     while not (snapshot := job.snapshot()).done:
