@@ -208,3 +208,12 @@ def test_errors_page_confusion_matrix_and_gallery(run_id: str, runs_dir: Path, m
     at.toggle(key="errors_normalised").set_value(True).run()
     matrix_figure = [json.loads(c.proto.spec) for c in at.get("plotly_chart")][0]
     assert matrix_figure["data"][-1]["text"][0].endswith("%")
+
+
+def test_weights_page_with_a_single_epoch_has_no_slider(mnist: Mnist, runs_dir: Path) -> None:
+    job = TrainingJob(TrainConfig(epochs=1), mnist, RunStore(runs_dir)).start()
+    job.join(WAIT)
+    at = open_page("pages/weights.py")
+    assert not at.slider
+    (animated,) = chart(at, "Templates after epoch")
+    assert animated["layout"]["title"]["text"] == "Templates after epoch 1 of 1"

@@ -193,7 +193,7 @@ def confusion_matrix(matrix: np.ndarray, normalised: bool = False, height: int =
     diagonal_top = float(values[diagonal].max()) or 1.0
     dark = diagonal & (values > diagonal_top / 2)
     rows, cols = np.indices(counts.shape)
-    labels = [f"{share:.0%}" if normalised else f"{count}" for count, share in zip(counts.ravel(), shares.ravel())]
+    labels = [_cell_label(count, share, normalised) for count, share in zip(counts.ravel(), shares.ravel())]
     fig.add_trace(go.Scatter(
         x=cols.ravel(), y=rows.ravel(), mode="markers+text", text=labels,
         textfont=dict(size=11, color=np.where(dark.ravel(), "white", INK).tolist()),
@@ -210,6 +210,13 @@ def confusion_matrix(matrix: np.ndarray, normalised: bool = False, height: int =
     fig.update_xaxes(title="Guessed digit", range=[-0.5, size - 0.5], **ticks)
     fig.update_yaxes(title="True digit", range=[size - 0.5, -0.5], scaleanchor="x", **ticks)
     return fig
+
+
+def _cell_label(count: int, share: float, normalised: bool) -> str:
+    """A count, or a share with a decimal below 10% so that 0.3% does not read as none."""
+    if not normalised or count == 0:
+        return f"{count}"
+    return f"{share:.0%}" if share >= 0.095 else f"{share:.1%}"
 
 
 def class_accuracy_bars(accuracy: np.ndarray, height: int = 500) -> go.Figure:
