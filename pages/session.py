@@ -10,6 +10,7 @@ import os
 import time
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from softmax_core.data import FIX_HINT, DataError, Mnist, load_mnist
 from softmax_core.runs import RunError, RunInfo, RunStore, check_run_id, default_root
@@ -133,7 +134,21 @@ def pick_run(key: str, label: str = "Run") -> RunInfo | None:
     return by_id[chosen]
 
 
+def _through_entrypoint() -> None:
+    """Make a deep link that is a fresh server's first request go through dashboard.py.
+
+    Streamlit takes a folder named ``pages/`` for a v1 multipage app until some session has
+    called ``st.navigation``: a shared link or a reload after a restart would then run the page
+    bare (no page config, no navigation, the raw file list in the sidebar). Clearing the flag and
+    rerunning sends this very request through the entry script, which keeps the page asked for.
+    """
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def page_header(title: str, caption: str) -> None:
     """The one title + caption style of every page."""
+    _through_entrypoint()
     st.title(title, anchor=False)
     st.caption(caption)
