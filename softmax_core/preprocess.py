@@ -25,12 +25,13 @@ INK_LEVEL = 0.1
 def to_gray(image: np.ndarray) -> np.ndarray:
     """Float gray in [0, 1] from uint8/float gray, RGB or RGBA (alpha ignored: the canvas is opaque)."""
     array = np.asarray(image)
+    integer = np.issubdtype(array.dtype, np.integer)  # before the channel mean turns it into floats
     if array.ndim == 3:
         array = array[..., :3].mean(axis=2) if array.shape[2] >= 3 else array[..., 0]
     if array.ndim != 2:
         raise ValueError(f"expected an image of shape (h, w) or (h, w, channels), got {np.shape(image)}")
     gray = array.astype(np.float32)
-    return gray / 255.0 if np.issubdtype(array.dtype, np.integer) or gray.max() > 1.0 else gray
+    return gray / 255.0 if integer or (gray.size and gray.max() > 1.0) else gray
 
 
 def canvas_to_mnist(image: np.ndarray) -> np.ndarray | None:
