@@ -11,7 +11,7 @@ import datetime as dt
 import streamlit as st
 
 from pages.session import RUN_PARAM, page_header, run_label, run_store, saved_runs
-from softmax_core.figures.curves import METRICS, runs_overlay
+from softmax_core.figures.curves import METRICS, run_name, runs_overlay
 from softmax_core.runs import RunError, RunInfo, RunStore
 
 COMPARE_DEFAULT = 3
@@ -27,17 +27,17 @@ def table_row(run: RunInfo) -> dict:
     return {
         "Started": dt.datetime.fromtimestamp(run.created) if run.created else None,
         "Status": STATUS_MARKS.get(run.status, run.status),
+        "Test acc.": final["test_accuracy"] * 100 if final else None,
+        "Val. acc.": final["validation_accuracy"] * 100 if final else None,
+        "Test loss": final.get("test_loss"),
         "Optimizer": config.optimizer if config else None,
         "Learning rate": config.learning_rate if config else None,
         "Batch": config.batch_size if config else None,
         "Epochs": f"{run.epochs_completed} / {config.epochs}" if config else None,
         "Schedule": config.schedule if config else None,
         "L2": config.l2 if config else None,
-        "Test acc.": final["test_accuracy"] * 100 if final else None,
-        "Val. acc.": final["validation_accuracy"] * 100 if final else None,
-        "Test loss": final.get("test_loss"),
         "Duration": run.duration,
-        "Sweep": run.sweep or "",
+        "Sweep": run.sweep.removeprefix("sweep-") if run.sweep else "",
         "Run id": run.run_id,
     }
 
@@ -70,11 +70,10 @@ def compare(runs: list[RunInfo]) -> None:
         st.caption("No run has a finished epoch yet.")
         return
     by_id = {r.run_id: r for r in with_curves}
-    pick, metric_col = st.columns([3, 2])
-    chosen = pick.multiselect("Runs to overlay", list(by_id), default=list(by_id)[:COMPARE_DEFAULT],
-                              format_func=lambda run_id: run_label(by_id[run_id]), key="runs_compare")
-    metric = metric_col.segmented_control("Metric", OVERLAY_METRICS, default=OVERLAY_METRICS[0], required=True,
-                                          format_func=lambda m: METRICS[m][0].capitalize(), key="runs_metric")
+    chosen = st.multiselect("Runs to overlay", list(by_id), default=list(by_id)[:COMPARE_DEFAULT],
+                            format_func=lambda run_id: run_name(by_id[run_id]), key="runs_compare")
+    metric = st.segmented_control("Metric", OVERLAY_METRICS, default=OVERLAY_METRICS[0], required=True,
+                                  format_func=lambda m: METRICS[m][0].capitalize(), key="runs_metric")
     if chosen:
         st.plotly_chart(runs_overlay([by_id[i] for i in chosen], metric or OVERLAY_METRICS[0]),
                         key="runs_overlay_chart", config={"displayModeBar": False})

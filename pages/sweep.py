@@ -47,15 +47,16 @@ def grid_form(running: bool) -> tuple[TrainConfig, dict[str, list]] | None:
     return TrainConfig(seed=seed, schedule=schedule), grid
 
 
-def start_sweep(base: TrainConfig, grid: dict[str, list]) -> SweepJob | None:
+def start_sweep(base: TrainConfig, grid: dict[str, list]) -> bool:
+    """Start this session's sweep; a bad grid is refused with the field named."""
     try:
         job = SweepJob(base, grid, mnist(), run_store()).start()
     except ConfigError as exc:
         st.error(f"Not started: **{exc.field}** {str(exc).removeprefix(exc.field + ': ')}", icon=":material/block:")
-        return None
+        return False
     st.session_state[JOB_KEY] = job
     st.query_params[SWEEP_PARAM] = job.sweep_id
-    return job
+    return True
 
 
 def sweep_runs(run_ids: list[str]) -> list[RunInfo]:
@@ -144,10 +145,8 @@ def main() -> None:
     form_column, result_column = st.columns([1, 2.6], gap="large")
     with form_column:
         request = grid_form(running)
-        if request is not None:
-            started = start_sweep(*request)
-            if started is not None:
-                job, running = started, True
+        if request is not None and start_sweep(*request):
+            st.rerun()  # redraw the form with Start disabled while the sweep runs
     with result_column:
         if running:
             live_sweep(job)

@@ -80,12 +80,11 @@ def settings_form(initial: TrainConfig, running: bool) -> TrainConfig | None:
         return None
 
 
-def start_job(config: TrainConfig) -> TrainingJob:
+def start_job(config: TrainConfig) -> None:
     """Start this session's run and put its settings and id in the URL."""
     job = TrainingJob(config, mnist(), run_store()).start()
     st.session_state[JOB_KEY] = job
     st.query_params.from_dict({**to_query(config), RUN_PARAM: job.run_id})
-    return job
 
 
 def url_run_id() -> str | None:
@@ -101,10 +100,13 @@ def progress_bar(progress: float, epochs: int, elapsed: float, eta: float | None
     st.progress(min(progress, 1.0), text=f"Epoch {epoch} of {epochs} · {elapsed:.1f} s{left}")
 
 
-def metric_row(history: list) -> None:
-    """The latest epoch's numbers, each with its change since the epoch before."""
+def metric_row(history: list, live: bool = False) -> None:
+    """The latest epoch's numbers with their change: since the last epoch while live, else since epoch 1."""
     rows = [h if isinstance(h, dict) else h.to_dict() for h in history]
-    last, before = rows[-1], rows[-2] if len(rows) > 1 else None
+    last = rows[-1]
+    before = (rows[-2] if live else rows[0]) if len(rows) > 1 else None
+    if before:
+        st.caption(f"Epoch {last['epoch']}; changes since epoch {before['epoch']}.")
     cols = st.columns(4)
     for col, (name, label, percent) in zip(cols, (("test_accuracy", "Test accuracy", True),
                                                   ("validation_accuracy", "Validation accuracy", True),
@@ -135,7 +137,7 @@ def live_run(job: TrainingJob) -> None:
         job.stop()
         st.caption("Stopping after the current chunk of steps …")
     if snap.history:
-        metric_row(snap.history)
+        metric_row(snap.history, live=True)
         curves(snap.history, job.config.epochs)
     else:
         st.caption(f"Training {job.config.label()} … the first epoch's curves appear when it ends.")
@@ -163,11 +165,10 @@ def outcome(status: str, message: str, history: list, seconds: float | None) -> 
 
 
 def run_links(run_id: str) -> None:
-    cols = st.columns([1, 1, 1, 3])
-    for col, (page, label, icon) in zip(cols, (("pages/weights.py", "See its weights", ":material/grid_on:"),
-                                               ("pages/draw.py", "Draw a digit", ":material/draw:"),
-                                               ("pages/errors.py", "Its errors", ":material/rule:"))):
-        with col:
+    with st.container(horizontal=True, gap="medium"):
+        for page, label, icon in (("pages/weights.py", "See its weight templates", ":material/grid_on:"),
+                                  ("pages/draw.py", "Draw a digit for it", ":material/draw:"),
+                                  ("pages/errors.py", "See its mistakes", ":material/rule:")):
             st.page_link(page, label=label, icon=icon, query_params={RUN_PARAM: run_id})
 
 
@@ -206,13 +207,17 @@ def main() -> None:
             st.error(f"Link setting refused: **{field}** {why}. Using the default instead.", icon=":material/block:")
         config = settings_form(initial, running)
         if config is not None:
-            job, running = start_job(config), True
+            start_job(config)
+            st.rerun()  # redraw the form with Start disabled while the run trains
     with run_column:
         wanted = url_run_id()
         if job is not None and wanted in (None, job.run_id):
             if wanted is None:
                 st.query_params.update({**to_query(job.config), RUN_PARAM: job.run_id})
-            live_run(job) if running else finished_job(job)
+            if running:
+                live_run(job)
+            else:
+                finished_job(job)
         elif wanted is not None:
             try:
                 saved_run(run_store().get(wanted))

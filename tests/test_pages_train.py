@@ -33,13 +33,13 @@ def open_page(page: str | None = None, **params: str) -> AppTest:
     return at
 
 
-def trace_epochs(at: AppTest, trace: str) -> list:
-    """The x values (epochs) of the named trace in the page's Plotly charts."""
+def trace_epochs(at: AppTest, chart_title: str, trace: str) -> list:
+    """The x values (epochs) of one trace of the page's Plotly chart with that title."""
     for chart in at.get("plotly_chart"):
-        for data in json.loads(chart.proto.spec)["data"]:
-            if data.get("name") == trace:
-                return data["x"]
-    raise AssertionError(f"no chart has a {trace!r} trace")
+        spec = json.loads(chart.proto.spec)
+        if spec["layout"].get("title", {}).get("text") == chart_title:
+            return next(data["x"] for data in spec["data"] if data.get("name") == trace)
+    raise AssertionError(f"no chart titled {chart_title!r}")
 
 
 def start(at: AppTest) -> TrainingJob:
@@ -68,8 +68,9 @@ def test_home_renders_the_dataset_facts_without_runs(mnist: Mnist, runs_dir: Pat
     assert metrics["Test images"] == "10,000"
     assert any("CC BY-SA 3.0" in c.value for c in at.caption)
     assert any("No run yet" in i.value for i in at.info)
-    tutorial = [p.proto for p in at.get("page_link") if "tutorial" in p.proto.label]
-    assert "learning_rate=0.05" in tutorial[0].query_string and "batch_size=1000" in tutorial[0].query_string
+    links = [p.proto.query_string for p in at.get("page_link") if p.proto.label == "Train with these settings"]
+    assert len(links) == 2
+    assert "learning_rate=0.05" in links[0] and "batch_size=1000" in links[0] and "optimizer=sgd" in links[0]
 
 
 def test_train_renders_without_runs(mnist: Mnist, runs_dir: Path) -> None:
@@ -87,9 +88,9 @@ def test_start_trains_in_the_background_and_the_curves_hold_every_epoch(mnist: M
     assert job.config.epochs == 3 and job.config.learning_rate == 0.005
     assert at.query_params["run"] == job.run_id
     finish(at, job)
-    assert trace_epochs(at, "train loss") == [1, 2, 3]
-    assert trace_epochs(at, "test loss") == [1, 2, 3]
-    assert trace_epochs(at, "test accuracy") == [1, 2, 3]
+    assert trace_epochs(at, "Loss", "train") == [1, 2, 3]
+    assert trace_epochs(at, "Loss", "test") == [1, 2, 3]
+    assert trace_epochs(at, "Accuracy", "test") == [1, 2, 3]
     final = job.snapshot().history[-1].test_accuracy
     assert final > 0.9
     assert any(f"{final:.2%}" in s.value for s in at.success)
@@ -106,7 +107,7 @@ def test_a_job_belongs_to_its_session_and_survives_page_switches(mnist: Mnist, r
     at.switch_page("pages/train.py").run()
     assert at.session_state["train_job"] is job
     finish(at, job)
-    assert trace_epochs(at, "test loss") == [1]
+    assert trace_epochs(at, "Loss", "test") == [1]
     other = open_page("pages/train.py")
     assert "train_job" not in other.session_state
     assert not other.get("plotly_chart")
@@ -162,7 +163,7 @@ def test_a_reload_shows_the_run_from_the_store(mnist: Mnist, runs_dir: Path) -> 
     job = TrainingJob(TrainConfig(epochs=2), mnist, RunStore(runs_dir)).start()
     job.join(WAIT)
     at = open_page("pages/train.py", run=job.run_id)
-    assert trace_epochs(at, "test loss") == [1, 2]
+    assert trace_epochs(at, "Loss", "test") == [1, 2]
     assert any("test accuracy" in s.value for s in at.success)
 
 
