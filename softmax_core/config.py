@@ -32,7 +32,7 @@ class TrainConfig:
     epochs: int = 20
     seed: int = 0
     optimizer: str = "adam"
-    l2: float = 0.0
+    l2: float = 1e-4
     schedule: str = "cosine"
     init: str = "zeros"
 

@@ -34,4 +34,5 @@ def test_unknown_keys_are_refused():
 
 
 def test_label_is_short_and_human():
-    assert TrainConfig(learning_rate=0.5, optimizer="sgd", epochs=15).label() == "sgd lr 0.5 · batch 100 · 15 ep"
+    assert TrainConfig(learning_rate=0.5, optimizer="sgd", epochs=15, l2=0).label() == "sgd lr 0.5 · batch 100 · 15 ep"
+    assert TrainConfig().label() == "adam lr 0.002 · batch 100 · 20 ep · L2 0.0001"
