@@ -9,6 +9,7 @@ the other.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -31,7 +32,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 TRAIN_PATH = "train"
 """URL path of pages/train.py."""
-START_BUTTON = "Start"
+START_BUTTON = "Start training"
+DONE_TEXT = "Done:"
+"""The Train page's success line once a run has completed."""
 APP_IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 STATUS_WIDGET = '[data-testid="stStatusWidget"]'
 FIRST_POINT_JS = """() => {
@@ -43,9 +46,14 @@ FIRST_POINT_JS = """() => {
   return false;
 }"""
 """Resolves, with the page's clock, once any Plotly chart on the page holds a data point."""
+PROGRESS_JS = """() => document.querySelector('[data-testid="stProgress"]') ? performance.now() : false"""
+METRIC_JS = """() => document.querySelector('[data-testid="stMetric"]') ? performance.now() : false"""
+"""The epoch's numbers, drawn in the same redraw just before the curves."""
+PAGE_POLL_SECONDS = 0.5
+"""pages/train.py redraws its live run every half second (its POLL_SECONDS)."""
 HEALTH_TIMEOUT = 120.0
 PAGE_TIMEOUT_MS = 120_000
-LATENCY_TRIES = 3
+LATENCY_TRIES = 4
 MEMORY_EPOCHS = 40
 """Epochs per run in the memory test: long enough (a few seconds) for 3 runs to overlap."""
 POLL_SECONDS = 0.02
@@ -64,8 +72,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server() -> Iterator[tuple[subprocess.Popen, str]]:
-    """A fresh ``streamlit run dashboard.py`` with its own runs folder; yields (process, url)."""
+def streamlit_server() -> Iterator[tuple[subprocess.Popen, str, Path]]:
+    """A fresh ``streamlit run dashboard.py`` with its own runs folder; yields (process, url, runs folder)."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as root:
         env = dict(child_env(), SOFTMAX_LAB_RUNS=str(Path(root) / "runs"))
@@ -79,7 +87,7 @@ def streamlit_server() -> Iterator[tuple[subprocess.Popen, str]]:
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_healthy(process, url, log_path)
-            yield process, url
+            yield process, url, Path(env["SOFTMAX_LAB_RUNS"])
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -118,12 +126,15 @@ def chromium() -> Iterator:
             browser.close()
 
 
-def open_train_page(browser, url: str):
-    """A new browser session on the Train page, once its script has finished running."""
+def open_train_page(browser, url: str, query: str = ""):
+    """A new browser session on the Train page, once its script has finished running.
+
+    ``query`` (e.g. ``epochs=40``) presets the form: the page reads its settings from the URL.
+    """
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     page = context.new_page()
     page.set_default_timeout(PAGE_TIMEOUT_MS)
-    page.goto(f"{url}/{TRAIN_PATH}")
+    page.goto(f"{url}/{TRAIN_PATH}" + (f"?{query}" if query else ""))
     page.wait_for_selector(APP_IDLE)
     page.locator(STATUS_WIDGET).first.wait_for(state="detached")
     start_button(page).wait_for()
@@ -131,36 +142,81 @@ def open_train_page(browser, url: str):
 
 
 def start_button(page):
-    return page.get_by_role("button", name=START_BUTTON, exact=True)
+    return page.get_by_role("button", name=START_BUTTON)
 
 
-def press_start_until_first_point(page) -> float:
-    """Seconds from the click on Start to the first point on a curve, on the page's own clock."""
+def press_start_until_first_point(page, runs: Path) -> dict[str, float]:
+    """Seconds from the click on Start to the first point on a curve, on the page's own clock.
+
+    Split: click -> progress bar shown (the rerun that starts the job); -> the epoch's metric
+    row shown (the engine's first epoch with its evaluation, ``seconds`` of epoch 1 in the run
+    store, the run store's write, then the page's next poll); -> the curve drawn (building the
+    Plotly figures on the server, and Plotly.js in the browser).
+    """
+    before = set(runs.iterdir()) if runs.exists() else set()
     clicked_at = page.evaluate("() => performance.now()")
     start_button(page).click()
+    shown_at = page.wait_for_function(PROGRESS_JS, polling="raf", timeout=PAGE_TIMEOUT_MS).json_value()
+    metric_at = page.wait_for_function(METRIC_JS, polling="raf", timeout=PAGE_TIMEOUT_MS).json_value()
     seen_at = page.wait_for_function(FIRST_POINT_JS, polling="raf", timeout=PAGE_TIMEOUT_MS).json_value()
-    return (seen_at - clicked_at) / 1000
+    return {
+        "total": (seen_at - clicked_at) / 1000,
+        "click_to_progress": (shown_at - clicked_at) / 1000,
+        "progress_to_metrics": (metric_at - shown_at) / 1000,
+        "metrics_to_curve": (seen_at - metric_at) / 1000,
+        "engine_first_epoch": _first_epoch_seconds(set(runs.iterdir()) - before),
+    }
+
+
+def _first_epoch_seconds(new_runs: set[Path]) -> float | None:
+    """``seconds`` of epoch 1 in the one new run's metrics.jsonl (time since train() began)."""
+    for run in new_runs:
+        metrics = run / "metrics.jsonl"
+        if metrics.exists():
+            lines = metrics.read_text().splitlines()
+            if lines:
+                return json.loads(lines[0])["seconds"]
+    return None
 
 
 def start_latency(log: Log) -> dict:
-    """Start -> first curve point, in fresh sessions of one server; the first includes tracing."""
+    """Start -> first curve point with the page's default settings, each try in a fresh session.
+
+    Each try waits for the previous run to finish, so tries do not compete; the first try
+    also pays the server's first training call (TensorFlow tracing), reported apart.
+    """
     if not (PROJECT / "pages" / "train.py").exists():
         return skipped("pages/train.py not present")
     log("browser: Start -> first curve point …")
-    with streamlit_server() as (_process, url), chromium() as browser:
+    tries = []
+    with streamlit_server() as (_process, url, runs), chromium() as browser:
         started = time.perf_counter()
-        first_page = open_train_page(browser, url)
+        page = open_train_page(browser, url)
         page_ready = time.perf_counter() - started
-        tries = [press_start_until_first_point(first_page)]
-        for _ in range(LATENCY_TRIES - 1):
-            page = open_train_page(browser, url)
-            tries.append(press_start_until_first_point(page))
+        for attempt in range(LATENCY_TRIES):
+            if attempt:
+                page = open_train_page(browser, url)
+            tries.append(press_start_until_first_point(page, runs))
+            page.get_by_text(DONE_TEXT).first.wait_for(timeout=PAGE_TIMEOUT_MS * 3)
+            page.context.close()
+            log(f"  try {attempt + 1}: {tries[-1]}")
+    later = tries[1:]
     return {
-        "start_to_first_point_seconds": statistics.median(tries[1:]),
-        "first_start_to_first_point_seconds": tries[0],
-        "tries_seconds": tries,
+        "start_to_first_point_seconds": statistics.median(t["total"] for t in later),
+        "click_to_progress_seconds": statistics.median(t["click_to_progress"] for t in later),
+        "progress_to_metrics_seconds": statistics.median(t["progress_to_metrics"] for t in later),
+        "metrics_to_curve_seconds": statistics.median(t["metrics_to_curve"] for t in later),
+        "engine_first_epoch_seconds": _median_known(t["engine_first_epoch"] for t in later),
+        "first_try": tries[0],
+        "tries": tries,
         "first_page_ready_seconds": page_ready,
+        "page_poll_seconds": PAGE_POLL_SECONDS,
     }
+
+
+def _median_known(values) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 class RssSampler:
@@ -198,18 +254,16 @@ class RssSampler:
 
 def _sessions_peak(browser, sessions: int, log: Log) -> dict:
     """A fresh server; ``sessions`` browser sessions press Start together; the server's peak RSS."""
-    with streamlit_server() as (process, url):
+    with streamlit_server() as (process, url, _runs):
         with RssSampler(process.pid) as sampler:
-            pages = [open_train_page(browser, url) for _ in range(sessions)]
-            for page in pages:
-                set_epochs(page, MEMORY_EPOCHS)
+            pages = [open_train_page(browser, url, f"epochs={MEMORY_EPOCHS}") for _ in range(sessions)]
             idle_kb = sampler.status_kb("VmRSS")
             for page in pages:
                 start_button(page).click()
             for page in pages:
                 page.wait_for_function(FIRST_POINT_JS, polling=200, timeout=PAGE_TIMEOUT_MS)
             for page in pages:
-                wait_finished(page)
+                page.get_by_text(DONE_TEXT).first.wait_for(timeout=PAGE_TIMEOUT_MS * 3)
             peak_kb = sampler.status_kb("VmHWM")
             for page in pages:
                 page.context.close()
@@ -232,12 +286,3 @@ def memory(log: Log) -> dict:
         "sampled_peak_1_mb": one["sampled_peak_kb"] / 1024, "sampled_peak_3_mb": three["sampled_peak_kb"] / 1024,
     }
 
-
-def set_epochs(page, epochs: int) -> None:
-    """Placeholder until pages/train.py lands: set the form's epochs."""
-    raise NotImplementedError
-
-
-def wait_finished(page) -> None:
-    """Placeholder until pages/train.py lands: wait until the run shows as finished."""
-    raise NotImplementedError
