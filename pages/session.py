@@ -134,6 +134,9 @@ def pick_run(key: str, label: str = "Run") -> RunInfo | None:
     return by_id[chosen]
 
 
+_ENTERED = "_softmax_lab_entered"
+
+
 def _through_entrypoint() -> None:
     """Make a deep link that is a fresh server's first request go through dashboard.py.
 
@@ -141,10 +144,14 @@ def _through_entrypoint() -> None:
     called ``st.navigation``: a shared link or a reload after a restart would then run the page
     bare (no page config, no navigation, the raw file list in the sidebar). Clearing the flag and
     rerunning sends this very request through the entry script, which keeps the page asked for.
+    Only a session's first run is rerun: AppTest marks every run as v1 again, and a rerun there
+    would drop the button click that started it.
     """
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
-        st.rerun()
+        if not st.session_state.get(_ENTERED):  # a session's first run: no widget event to lose
+            st.session_state[_ENTERED] = True
+            st.rerun()
 
 
 def page_header(title: str, caption: str) -> None:
