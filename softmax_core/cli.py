@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
+from .analysis import confusion_matrix, per_class_accuracy
 from .config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
 from .data import DataError, Mnist, load_mnist
 from .runs import RunError, RunInfo, RunStore
@@ -174,10 +173,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     store = _store(args)
     W, b = store.load_weights(args.run)
     data = _data(args)
-    predicted = (data.test_x @ W + b).argmax(axis=1)
-    matrix = np.zeros((10, 10), dtype=int)
-    np.add.at(matrix, (data.test_y, predicted), 1)
-    per_class = matrix.diagonal() / matrix.sum(axis=1)
+    matrix = confusion_matrix(data.test_y, (data.test_x @ W + b).argmax(axis=1))
+    per_class = per_class_accuracy(matrix)
     accuracy = float(matrix.trace() / matrix.sum())
     payload = {"run_id": args.run, "test_accuracy": accuracy, "per_class_accuracy": per_class.round(4).tolist(),
                "confusion_matrix": matrix.tolist()}
