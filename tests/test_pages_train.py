@@ -88,9 +88,9 @@ def test_start_trains_in_the_background_and_the_curves_hold_every_epoch(mnist: M
     assert job.config.epochs == 3 and job.config.learning_rate == 0.005
     assert at.query_params["run"] == job.run_id
     finish(at, job)
-    assert trace_epochs(at, "Loss", "train") == [1, 2, 3]
-    assert trace_epochs(at, "Loss", "test") == [1, 2, 3]
-    assert trace_epochs(at, "Accuracy", "test") == [1, 2, 3]
+    assert trace_epochs(at, "Loss", "train loss") == [1, 2, 3]
+    assert trace_epochs(at, "Loss", "test loss") == [1, 2, 3]
+    assert trace_epochs(at, "Accuracy", "test accuracy") == [1, 2, 3]
     final = job.snapshot().history[-1].test_accuracy
     assert final > 0.9
     assert any(f"{final:.2%}" in s.value for s in at.success)
@@ -107,7 +107,7 @@ def test_a_job_belongs_to_its_session_and_survives_page_switches(mnist: Mnist, r
     at.switch_page("pages/train.py").run()
     assert at.session_state["train_job"] is job
     finish(at, job)
-    assert trace_epochs(at, "Loss", "test") == [1]
+    assert trace_epochs(at, "Loss", "test loss") == [1]
     other = open_page("pages/train.py")
     assert "train_job" not in other.session_state
     assert not other.get("plotly_chart")
@@ -163,7 +163,7 @@ def test_a_reload_shows_the_run_from_the_store(mnist: Mnist, runs_dir: Path) -> 
     job = TrainingJob(TrainConfig(epochs=2), mnist, RunStore(runs_dir)).start()
     job.join(WAIT)
     at = open_page("pages/train.py", run=job.run_id)
-    assert trace_epochs(at, "Loss", "test") == [1, 2]
+    assert trace_epochs(at, "Loss", "test loss") == [1, 2]
     assert any("test accuracy" in s.value for s in at.success)
 
 

@@ -42,11 +42,6 @@ def _values(rows: list[dict], metric: str) -> list[float]:
     return [row[metric] * scale for row in rows]
 
 
-def _split(metric: str) -> str:
-    """The legend name of a per-split curve: 'test' for test_loss (the chart title says which)."""
-    return metric.rsplit("_", 1)[0]
-
-
 def _epoch_axis(fig: go.Figure, epochs: int | None, rows: list[dict]) -> None:
     """Fix the x range to the planned epochs, so a live chart does not rescale each epoch."""
     last = max(epochs or 0, len(rows), 1)
@@ -77,26 +72,20 @@ def loss_curves(history: Iterable[Any], epochs: int | None = None, title: str | 
     fig = go.Figure()
     step_x, step_y = _step_points(rows)
     fig.add_trace(go.Scattergl(
-        x=step_x, y=step_y, mode="lines", name="minibatch", line=dict(color=theme.TRAIN, width=0.8),
+        x=step_x, y=step_y, mode="lines", name="minibatch loss", line=dict(color=theme.TRAIN, width=0.8),
         opacity=0.14, hoverinfo="skip",
     ))
     epoch_x = [row["epoch"] for row in rows]
     for metric, colour, dash in (("train_loss", theme.TRAIN, "solid"), ("validation_loss", theme.VALIDATION, "dot"),
                                  ("test_loss", theme.TEST, "solid")):
         fig.add_trace(go.Scatter(
-            x=epoch_x, y=_values(rows, metric), mode="lines+markers", name=_split(metric),
+            x=epoch_x, y=_values(rows, metric), mode="lines+markers", name=METRICS[metric][0],
             line=dict(color=colour, width=2.5, dash=dash), marker=dict(size=6),
             hovertemplate="epoch %{x}<br>%{y:.4f} nats<extra>" + METRICS[metric][0] + "</extra>",
         ))
     _epoch_axis(fig, epochs, rows)
     fig.update_yaxes(title_text=LOSS_AXIS, rangemode="tozero", range=_loss_range(rows, step_y))
-    return _legend_below(theme.styled(fig, title, height))
-
-
-def _legend_below(fig: go.Figure) -> go.Figure:
-    """A one-line legend under the plot, so half-width charts keep their plotting area."""
-    return fig.update_layout(legend=dict(orientation="h", yref="container", yanchor="bottom", y=0,
-                                         xanchor="left", x=0), margin=dict(b=92))
+    return theme.styled(fig, title, height)
 
 
 def _loss_range(rows: list[dict], step_y: np.ndarray) -> list[float] | None:
@@ -118,13 +107,13 @@ def accuracy_curves(history: Iterable[Any], epochs: int | None = None, title: st
                                  ("validation_accuracy", theme.VALIDATION, "dot"),
                                  ("test_accuracy", theme.TEST, "solid")):
         fig.add_trace(go.Scatter(
-            x=epoch_x, y=_values(rows, metric), mode="lines+markers", name=_split(metric),
+            x=epoch_x, y=_values(rows, metric), mode="lines+markers", name=METRICS[metric][0],
             line=dict(color=colour, width=2.5, dash=dash), marker=dict(size=6),
             hovertemplate="epoch %{x}<br>%{y:.2f}%<extra>" + METRICS[metric][0] + "</extra>",
         ))
     _epoch_axis(fig, epochs, rows)
     fig.update_yaxes(title_text=ACCURACY_AXIS)
-    return _legend_below(theme.styled(fig, title, height))
+    return theme.styled(fig, title, height)
 
 
 def run_name(run: Any) -> str:
