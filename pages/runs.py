@@ -17,7 +17,7 @@ from softmax_core.runs import RunError, RunInfo, RunStore
 COMPARE_DEFAULT = 3
 CONFIRM_KEY = "runs_confirm_delete"
 STATUS_MARKS = {"completed": "✓ completed", "stopped": "■ stopped", "diverged": "⚠ diverged", "failed": "✕ failed",
-                "interrupted": "⏸ interrupted", "running": "● running", "unreadable": "✕ unreadable"}
+                "interrupted": "○ interrupted", "running": "● running", "unreadable": "✕ unreadable"}
 OVERLAY_METRICS = ("test_accuracy", "validation_accuracy", "test_loss", "train_loss")
 
 
@@ -54,7 +54,8 @@ COLUMNS = {
 
 
 def runs_table(runs: list[RunInfo]) -> None:
-    st.dataframe([table_row(r) for r in runs], hide_index=True, column_config=COLUMNS, key="runs_table")
+    st.dataframe([table_row(r) for r in runs], hide_index=True, column_config=COLUMNS, placeholder="–",
+                 key="runs_table")
     broken = [r for r in runs if r.status == "unreadable"]
     if broken:
         st.warning(f"{len(broken)} run folder{'s' * (len(broken) != 1)} cannot be read; the reasons:",

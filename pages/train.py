@@ -25,14 +25,14 @@ OPTIMIZER_NAMES = {"sgd": "SGD (the tutorial's)", "momentum": "SGD + momentum 0.
 SCHEDULE_NAMES = {"constant": "constant", "cosine": "cosine decay to 0"}
 
 
-def link_settings(job: TrainingJob | None) -> tuple[TrainConfig, list[str]]:
-    """The form's starting settings: the URL's, else the session's run's, else the defaults.
+def link_settings(fallback: TrainConfig) -> tuple[TrainConfig, list[str]]:
+    """The form's starting settings: the URL's, else ``fallback`` (the run on show, or the defaults).
 
     A refused URL value is reported (field named) and replaced by the default.
     """
     params = {k: v for k, v in st.query_params.to_dict().items() if k in PARAMS}
     if not params:
-        return (job.config if job else TrainConfig()), []
+        return fallback, []
     refused = []
     while True:
         try:
@@ -155,8 +155,9 @@ def outcome(status: str, message: str, history: list, seconds: float | None) -> 
     elif status == "stopped":
         st.info(f"Stopped after {n} finished epoch{'s' * (n != 1)}; they are saved.", icon=":material/stop_circle:")
     elif status == "interrupted":
-        st.warning(f"This run was interrupted: the server stopped while it trained. Its {n} finished "
-                   f"epoch{'s' * (n != 1)} are saved.", icon=":material/history:")
+        kept = f"Its {n} finished epoch{'s' * (n != 1)} are saved." if n else "It had not finished an epoch."
+        st.warning(f"This run was interrupted: the process training it stopped (a server restart?). {kept}",
+                   icon=":material/history:")
     elif status == "running":
         st.info("This run is training in another session or process; reload to see new epochs.",
                 icon=":material/sync:")
@@ -194,12 +195,25 @@ def saved_run(info: RunInfo) -> None:
         run_links(info.run_id)
 
 
+def stored_run(run_id: str | None) -> RunInfo | None:
+    if run_id is None:
+        return None
+    try:
+        return run_store().get(run_id)
+    except RunError:
+        return None
+
+
 def main() -> None:
     page_header("Train", "Softmax regression on the 55,000 training digits; validation and test "
                          "accuracy measured after every epoch.")
     job: TrainingJob | None = st.session_state.get(JOB_KEY)
     running = job is not None and not job.snapshot().done
-    initial, refused = link_settings(job)
+    wanted = url_run_id()
+    own = job if job is not None and wanted in (None, job.run_id) else None
+    saved = None if own else stored_run(wanted)
+    shown_config = own.config if own else saved.config if saved and saved.config else None
+    initial, refused = link_settings(shown_config or TrainConfig())
     form_column, run_column = st.columns([1, 2.6], gap="large")
     with form_column:
         for reason in refused:
@@ -210,23 +224,20 @@ def main() -> None:
             start_job(config)
             st.rerun()  # redraw the form with Start disabled while the run trains
     with run_column:
-        wanted = url_run_id()
-        if job is not None and wanted in (None, job.run_id):
+        if own is not None:
             if wanted is None:
-                st.query_params.update({**to_query(job.config), RUN_PARAM: job.run_id})
+                st.query_params.update({**to_query(own.config), RUN_PARAM: own.run_id})
             if running:
-                live_run(job)
+                live_run(own)
             else:
-                finished_job(job)
+                finished_job(own)
+        elif saved is not None:
+            saved_run(saved)
         elif wanted is not None:
-            try:
-                saved_run(run_store().get(wanted))
-            except RunError:
-                st.info(f"Run `{wanted}` from the link is not in this lab's run store.", icon=":material/search_off:")
+            st.info(f"Run `{wanted}` from the link is not in this lab's run store.", icon=":material/search_off:")
         else:
             st.info("Choose settings and press **Start training**. The defaults reach about 92.7% test "
                     "accuracy in a few seconds; the tutorial's (SGD, lr 0.05, batch 1000, 15 epochs) about 90%.",
                     icon=":material/model_training:")
-
 
 main()

@@ -171,8 +171,10 @@ def test_a_run_whose_server_died_shows_as_interrupted(mnist: Mnist, runs_dir: Pa
     """A run created by another process that then exited, as after a server restart."""
     made = subprocess.run(
         [sys.executable, "-c", "import sys; from softmax_core.runs import RunStore; from softmax_core.config "
-         "import TrainConfig; print(RunStore(sys.argv[1]).create(TrainConfig()).run_id)", str(runs_dir)],
+         "import TrainConfig; print(RunStore(sys.argv[1]).create(TrainConfig(epochs=7, optimizer='sgd')).run_id)",
+         str(runs_dir)],
         capture_output=True, text=True, check=True, cwd=PROJECT)
     at = open_page("pages/train.py", run=made.stdout.strip())
     assert any("interrupted" in w.value for w in at.warning)
     assert not at.get("plotly_chart")
+    assert at.number_input(key="epochs").value == 7 and at.selectbox(key="optimizer").value == "sgd"
