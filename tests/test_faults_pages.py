@@ -69,10 +69,7 @@ def mnist_copy(tmp_path) -> Path:
     return folder
 
 
-# --- data missing or damaged: the panel ---------------------------------------------------------
-# The entry script (dashboard.py) checks the data before it runs any page, so in a real server the
-# panel shows on every page (checked in Chromium). AppTest's switch_page runs a page file without
-# the entry script, so these tests open the entry page.
+# --- data missing or damaged: the panel on every page -------------------------------------------
 
 def assert_data_panel(at: AppTest, *needles: str) -> None:
     assert texts(at.header) == ["MNIST not found"]
@@ -102,10 +99,11 @@ def test_broken_mnist_dir_shows_the_panel_and_writes_nothing(
     hurt(mnist_copy / "t10k-labels-idx1-ubyte.gz")
     monkeypatch.setenv("MNIST_DIR", str(mnist_copy))
     monkeypatch.setenv("SOFTMAX_LAB_CACHE", str(tmp_path / "cache"))
-    at = open_page()
-    assert_data_panel(at, "t10k-labels-idx1-ubyte.gz", reason, "Set MNIST_DIR")
-    assert at.button(key="mnist_download").disabled, "with MNIST_DIR set, the fix is that folder"
-    assert not at.get("plotly_chart") and not at.metric
+    for page in PAGES:
+        at = open_page(page)
+        assert_data_panel(at, "t10k-labels-idx1-ubyte.gz", reason, "Set MNIST_DIR")
+        assert at.button(key="mnist_download").disabled, "with MNIST_DIR set, the fix is that folder"
+        assert not at.get("plotly_chart") and not at.metric and not at.title
     assert not runs_dir.exists() and not (tmp_path / "cache").exists()
 
 
@@ -189,7 +187,8 @@ def test_damaged_runs_are_listed_with_their_reason_and_no_page_breaks(source_run
 
 
 def test_a_late_diverged_run_shows_a_warning_and_curves_that_stop_there(mnist: Mnist, runs_dir):
-    config = TrainConfig(learning_rate=700, optimizer="sgd", schedule="constant", batch_size=1000, seed=1, epochs=12)
+    config = TrainConfig(learning_rate=700, optimizer="sgd", schedule="constant", batch_size=1000, seed=1, epochs=12,
+                         l2=0.0)
     job = TrainingJob(config, mnist, RunStore(runs_dir)).start()
     job.join(WAIT)
     run = RunStore(runs_dir).get(job.run_id)
@@ -207,20 +206,20 @@ def test_a_late_diverged_run_shows_a_warning_and_curves_that_stop_there(mnist: M
 
 # --- run ids from the URL ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("page", ["pages/train.py", "pages/weights.py", "pages/draw.py", "pages/errors.py",
+@pytest.mark.parametrize("page_file", ["pages/train.py", "pages/weights.py", "pages/draw.py", "pages/errors.py",
                                   "pages/runs.py"])
-def test_a_link_with_a_run_id_outside_the_store_is_refused(source_run, runs_dir, tmp_path, page):
+def test_a_link_with_a_run_id_outside_the_store_is_refused(source_run, runs_dir, tmp_path, page_file):
     inside = shutil.copytree(source_run, runs_dir / "20000101-000000-aaaaaa").name
     outside = shutil.copytree(source_run, tmp_path / "elsewhere" / "20990101-000000-ffffff")
     hostile = f"../elsewhere/{outside.name}"
-    at = open_page(page, run=hostile)
+    at = open_page(page_file, run=hostile)
     shown = [e.value for kind in (at.title, at.markdown, at.caption, at.info, at.warning, at.error, at.success)
              for e in kind]
     assert not any(outside.name in text for text in shown)
-    if page == "pages/train.py":
+    if page_file == "pages/train.py":
         assert not at.get("plotly_chart"), "the outside run's curves must not be drawn"
-    elif page != "pages/runs.py":
-        picker = {"pages/weights.py": "weights_run", "pages/draw.py": "draw_run", "pages/errors.py": "errors_run"}[page]
+    elif page_file != "pages/runs.py":
+        picker = {"pages/weights.py": "weights_run", "pages/draw.py": "draw_run", "pages/errors.py": "errors_run"}[page_file]
         assert at.selectbox(key=picker).value == inside
     assert outside.is_dir() and (outside / "weights.npz").is_file()
 

@@ -83,7 +83,8 @@ def test_lr_1e4_diverges_in_epoch_1_with_a_message_and_no_weights(tmp_path, data
 def test_late_divergence_keeps_every_finite_epoch_and_its_weights(tmp_path, data):
     """lr 700 (sgd, batch 1000, seed 1) trains a few finite epochs, then blows up (epoch 5 here)."""
     store = RunStore(tmp_path)
-    config = TrainConfig(learning_rate=700, optimizer="sgd", schedule="constant", batch_size=1000, seed=1, epochs=12)
+    config = TrainConfig(learning_rate=700, optimizer="sgd", schedule="constant", batch_size=1000, seed=1, epochs=12,
+                         l2=0.0)
     job = finish(TrainingJob(config, data, store).start())
     run = store.get(job.run_id)
     assert run.status == "diverged"
