@@ -243,7 +243,12 @@ class RunStore:
         return stack.astype(np.float32)
 
     def delete(self, run_id: str) -> None:
-        shutil.rmtree(self.path(run_id))
+        """Remove a run's folder; a run folder that is a symlink loses the link, never its target."""
+        path = self.path(run_id)
+        if path.is_symlink():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
 
     def metrics_csv(self, run_id: str) -> str:
         """The per-epoch metrics of a run as CSV text (step losses left out)."""

@@ -294,6 +294,18 @@ def test_run_deleted_while_listing_is_left_out(tmp_path, trained_run):
     assert [r.run_id for r in RacingStore(root).list()] == [keep]
 
 
+def test_deleting_a_symlinked_run_removes_the_link_not_its_target(tmp_path, trained_run):
+    root = tmp_path / "runs"
+    root.mkdir()
+    target = copy_run(trained_run, tmp_path, "kept-elsewhere")
+    (root / "20000101-000000-aaaaaa").symlink_to(target, target_is_directory=True)
+    before = fingerprint(target)
+    store = RunStore(root)
+    assert store.get("20000101-000000-aaaaaa").status == "completed"
+    store.delete("20000101-000000-aaaaaa")
+    assert store.list() == [] and fingerprint(target) == before
+
+
 # --- run ids from outside ----------------------------------------------------------------------
 
 HOSTILE_IDS = ["../victim", "../victim/", "..", "a/b", "{absolute victim}", "./20000101-000000-aaaaaa",
