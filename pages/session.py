@@ -11,9 +11,24 @@ import time
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
+from streamlit.runtime.scriptrunner import script_runner
 
 from softmax_core.data import FIX_HINT, DataError, Mnist, load_mnist
 from softmax_core.runs import RunError, RunInfo, RunStore, check_run_id, default_root
+
+def _keep_tensorflow_state() -> None:
+    """Stop Streamlit from clearing Keras after every script run, fragment polls included.
+
+    TensorFlow imports Keras, so Streamlit's post-run cleanup calls ``keras.backend.clear_session()``
+    (reset graph, drop kernel cache, gc.collect: 0.5 s holding the GIL) after each 0.5 s poll of
+    the Train page, starving the training thread. The lab builds no Keras models; nothing needs
+    clearing. Private API: tests/test_pages_train.py checks the patch is in place.
+    """
+    if hasattr(script_runner, "_clean_problem_modules"):
+        script_runner._clean_problem_modules = lambda: None
+
+
+_keep_tensorflow_state()
 
 TRAIN_PAGE = "pages/train.py"
 RUN_PARAM = "run"

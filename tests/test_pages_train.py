@@ -178,3 +178,21 @@ def test_a_run_whose_server_died_shows_as_interrupted(mnist: Mnist, runs_dir: Pa
     assert any("interrupted" in w.value for w in at.warning)
     assert not at.get("plotly_chart")
     assert at.number_input(key="epochs").value == 7 and at.selectbox(key="optimizer").value == "sgd"
+
+
+def test_streamlit_no_longer_clears_keras_after_each_run(mnist: Mnist, runs_dir: Path) -> None:
+    """Streamlit's post-run cleanup would reset TF/Keras state after every 0.5 s poll (see pages/session.py)."""
+    from streamlit.runtime.scriptrunner import script_runner
+
+    open_page()
+    import keras
+
+    keras.backend.clear_session()  # warm: the first call builds state of its own
+    calls = []
+    original = keras.backend.clear_session
+    keras.backend.clear_session = lambda *a, **k: calls.append(1)
+    try:
+        script_runner._clean_problem_modules()
+    finally:
+        keras.backend.clear_session = original
+    assert calls == []
