@@ -16,6 +16,7 @@ from typing import Sequence
 
 from .analysis import confusion_matrix, per_class_accuracy
 from .config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
+from .model import predict_proba
 from .data import DataError, Mnist, load_mnist
 from .runs import RunError, RunInfo, RunStore
 
@@ -42,12 +43,19 @@ def _add_settings(parser: argparse.ArgumentParser, options, many: bool) -> None:
                             default=[default] if many else default, help=help_text.strip())
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake in one line, like every other bad input."""
+
+    def error(self, message: str) -> None:
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m softmax_core", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m softmax_core", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="folder with the four MNIST files (default: $MNIST_DIR, cache, download)")
     parser.add_argument("--runs-dir", help="run store folder (default: $SOFTMAX_LAB_RUNS or ~/.local/share/softmax-lab/runs)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     train = commands.add_parser("train", help="train a softmax regression and save it as a run")
     _add_settings(train, SWEEPABLE + FIXED, many=False)
@@ -99,10 +107,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(learning_rate=args.learning_rate, batch_size=args.batch_size, epochs=args.epochs,
                          seed=args.seed, optimizer=args.optimizer, schedule=args.schedule, l2=args.l2,
                          init=args.init)
-    from .jobs import TrainingJob  # TensorFlow loads only once the settings are known to be valid
-
     data = _data(args)
     store = _store(args)
+    from .jobs import TrainingJob  # TensorFlow loads only once settings and data are known good
+
     job = TrainingJob(config, data, store).start()
     print(f"run {job.run_id}: {config.label()}", file=sys.stderr)
     bar = ProgressBar(config.epochs)
@@ -189,7 +197,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from PIL import Image, UnidentifiedImageError
 
-    from .model import predict_proba
     from .preprocess import image_file_to_mnist
 
     store = _store(args)
@@ -240,7 +247,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     base = TrainConfig(seed=args.seed, schedule=args.schedule, l2=args.l2, init=args.init)
     grid = {"learning_rate": args.learning_rate, "batch_size": args.batch_size, "epochs": args.epochs,
             "optimizer": args.optimizer}
-    from .sweeps import run_sweep, sweep_configs  # TensorFlow loads only once the grid is valid
+    from .sweeps import run_sweep, sweep_configs  # sweeps run TrainingJobs: TensorFlow
 
     total = len(sweep_configs(base, grid))
     data, store = _data(args), _store(args)

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from .config import TrainConfig
 from .data import CLASSES, Mnist
-from .model import SoftmaxRegression
+from .model import initial_weights
 
 CHUNK_EXAMPLES = 11_000
 """Examples per compiled call: small enough for a prompt Stop and a smooth progress bar."""
@@ -190,12 +190,13 @@ def train(config: TrainConfig, data: Mnist, on_epoch: EpochCallback | None = Non
     run after the current chunk, returning the weights of the last finished epoch.
     """
     tensors = _tensors(data)
-    model = SoftmaxRegression(config.init, config.seed)
+    kept = initial_weights(config.init, config.seed)
     rng = np.random.default_rng(config.seed)
     n = len(data.train_y)
     steps_per_epoch = math.ceil(n / config.batch_size)
     total_steps = tf.constant(steps_per_epoch * config.epochs)
-    zeros = (tf.zeros_like(model.W), tf.zeros_like(model.b))
+    W, b = tf.constant(kept[0]), tf.constant(kept[1])
+    zeros = (tf.zeros_like(W), tf.zeros_like(b))
     slots = zeros + zeros
     scalars = dict(
         batch_size=tf.constant(config.batch_size), lr0=tf.constant(config.learning_rate, tf.float32),
@@ -203,8 +204,6 @@ def train(config: TrainConfig, data: Mnist, on_epoch: EpochCallback | None = Non
         cosine=tf.constant(config.schedule == "cosine"),
     )
     history: list[EpochMetrics] = []
-    W, b = tf.convert_to_tensor(model.W), tf.convert_to_tensor(model.b)
-    kept = model.arrays()
     started = time.perf_counter()
     status, message = "completed", ""
     for epoch in range(config.epochs):
