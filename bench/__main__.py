@@ -57,6 +57,14 @@ def evaluation(summary: dict) -> dict[str, float | None]:
     }
 
 
+def memory(log) -> dict:
+    """The server's peak RSS with 1 and 3 browser sessions, and one process's RSS stage by stage."""
+    figures = dashboard.memory(log)
+    log("memory: one process, stage by stage …")
+    figures["process_stages"] = run_child("bench.memory", ["--cold"], child_env())["stages"]
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = SpeedSettings(tuple(args.batch_sizes), args.repeats, args.epochs, args.lr, args.seed,
@@ -73,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         log("canvas -> probabilities …")
         figures["canvas"] = run_child("bench.canvas", ["--calls", str(args.canvas_calls)], child_env())
         figures["browser"] = dashboard.skipped("--skip-browser") if args.skip_browser else dashboard.start_latency(log)
-        figures["memory"] = dashboard.skipped("--skip-memory") if args.skip_memory else dashboard.memory(log)
+        figures["memory"] = dashboard.skipped("--skip-memory") if args.skip_memory else memory(log)
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1

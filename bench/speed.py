@@ -92,12 +92,15 @@ def summarise(results: list[dict]) -> dict[str, dict[str, dict]]:
             runs = [r for r in results if r["variant"] == variant and r["batch_size"] == batch_size]
             if not runs:
                 continue
-            later = [s for r in runs for s in (r["epoch_seconds"] if variant == "floor" else r["epoch_seconds"][1:])]
+            skip = 0 if variant == "floor" else 1
+            later = [s for r in runs for s in r["epoch_seconds"][skip:]]
+            later_cpu = [s for r in runs for s in r["epoch_cpu_seconds"][skip:]]
             first = statistics.median(r["epoch_seconds"][0] for r in runs)
             steady = statistics.median(later)
             losses = [r["final_train_loss"] for r in runs if r["final_train_loss"] is not None]
             summary.setdefault(variant, {})[str(batch_size)] = {
                 "seconds_per_epoch": steady,
+                "cpu_seconds_per_epoch": statistics.median(later_cpu),
                 "first_epoch_seconds": None if variant == "floor" else first,
                 "first_call_overhead_seconds": None if variant == "floor" else first - steady,
                 "final_train_loss": statistics.median(losses) if losses else None,

@@ -32,10 +32,36 @@ EVALUATE_CALLS = 30
 """Calls of ``train.evaluate`` timed after an engine run; the median is reported."""
 
 
+class EpochClock:
+    """Wall and process-CPU seconds of each epoch.
+
+    CPU time (all threads of the process) measures the work done; other processes on a shared
+    machine disturb it far less than wall time, so it is reported beside it.
+    """
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self.start()
+
+    @staticmethod
+    def now() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    def start(self) -> None:
+        self._began = self.now()
+
+    def lap(self, at: tuple[float, float] | None = None) -> None:
+        """Close the epoch at ``at`` (default: now)."""
+        wall, cpu = at or self.now()
+        self.wall.append(wall - self._began[0])
+        self.cpu.append(cpu - self._began[1])
+
+
 @dataclass
 class Trained:
-    epoch_seconds: list[float]
-    """Training seconds of each epoch; the first includes tracing and first-call setup."""
+    clock: EpochClock
+    """Seconds of each epoch's training; the first includes tracing and first-call setup."""
     W: np.ndarray | None
     """Final weights; None for the floor, which trains nothing."""
     b: np.ndarray | None
@@ -49,7 +75,7 @@ def permutations(n: int, epochs: int, seed: int) -> list[np.ndarray]:
 
 
 def engine(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Trained:
-    """``softmax_core.train.train``, the function the dashboard runs, with SGD and a constant lr.
+    """``softmax_core.train.train``, the function the dashboard runs: SGD, constant lr, no L2, zeros.
 
     An epoch's training ends at its last ``on_progress`` call (after its last compiled chunk);
     the time from there to ``on_epoch`` is the per-epoch evaluation and bookkeeping.
@@ -58,21 +84,19 @@ def engine(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> T
     from softmax_core.train import evaluate, train
 
     config = TrainConfig(learning_rate=lr, batch_size=batch_size, epochs=epochs, seed=seed,
-                         optimizer="sgd", schedule="constant")
-    progress_marks: list[float] = []
-    seconds: list[float] = []
+                         optimizer="sgd", schedule="constant", l2=0.0, init="zeros")
+    progress_marks: list[tuple[float, float]] = []
     in_train_evaluation: list[float] = []
-    epoch_start = time.perf_counter()
+    clock = EpochClock()
 
     def on_progress(_fraction: float) -> None:
-        progress_marks.append(time.perf_counter())
+        progress_marks.append(EpochClock.now())
 
     def on_epoch(_metrics, _W, _b) -> None:
-        nonlocal epoch_start
         trained_at = progress_marks[-1]
-        seconds.append(trained_at - epoch_start)
-        in_train_evaluation.append(time.perf_counter() - trained_at)
-        epoch_start = time.perf_counter()
+        clock.lap(trained_at)
+        in_train_evaluation.append(time.perf_counter() - trained_at[0])
+        clock.start()
 
     result = train(config, data, on_epoch=on_epoch, on_progress=on_progress)
     evaluate_seconds = []
@@ -80,7 +104,7 @@ def engine(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> T
         started = time.perf_counter()
         evaluate(result.W, result.b, data)
         evaluate_seconds.append(time.perf_counter() - started)
-    return Trained(seconds, result.W, result.b, {
+    return Trained(clock, result.W, result.b, {
         "status": result.status,
         "evaluate_seconds": float(np.median(evaluate_seconds)),
         "in_train_evaluation_seconds": float(np.median(in_train_evaluation[1:] or in_train_evaluation)),
@@ -92,9 +116,9 @@ def numpy_sgd(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -
     X, Y = data.train_x, data.train_y
     W, b = np.zeros((PIXELS, CLASSES), np.float32), np.zeros(CLASSES, np.float32)
     lr32 = np.float32(lr)
-    seconds, step_losses = [], []
+    clock, step_losses = EpochClock(), []
     for perm in permutations(len(Y), epochs, seed):
-        started = time.perf_counter()
+        clock.start()
         for i in range(0, len(perm), batch_size):
             idx = perm[i:i + batch_size]
             xb, yb = X[idx], Y[idx]
@@ -108,8 +132,8 @@ def numpy_sgd(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -
             g /= len(idx)
             W -= lr32 * (xb.T @ g)
             b -= lr32 * g.sum(axis=0)
-        seconds.append(time.perf_counter() - started)
-    return Trained(seconds, W, b, {"blas": blas_info()})
+        clock.lap()
+    return Trained(clock, W, b, {"blas": blas_info()})
 
 
 def tf1_session(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Trained:
@@ -122,7 +146,7 @@ def tf1_session(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int)
 
     v1 = tf.compat.v1
     X, Y = data.train_x, data.train_y
-    seconds = []
+    clock = EpochClock()
     with tf.Graph().as_default():
         x = v1.placeholder(tf.float32, [None, PIXELS])
         y = v1.placeholder(tf.int32, [None])
@@ -134,13 +158,13 @@ def tf1_session(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int)
         with v1.Session() as session:
             session.run(v1.global_variables_initializer())
             for perm in permutations(len(Y), epochs, seed):
-                started = time.perf_counter()
+                clock.start()
                 for i in range(0, len(perm), batch_size):
                     idx = perm[i:i + batch_size]
                     session.run([step, loss], feed_dict={x: X[idx], y: Y[idx]})
-                seconds.append(time.perf_counter() - started)
+                clock.lap()
             W_final, b_final = session.run([W, b])
-    return Trained(seconds, W_final, b_final)
+    return Trained(clock, W_final, b_final)
 
 
 def keras_fit(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Trained:
@@ -156,13 +180,13 @@ def keras_fit(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -
     class EpochTimer(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
-            self.seconds: list[float] = []
+            self.clock = EpochClock()
 
         def on_epoch_begin(self, epoch, logs=None) -> None:
-            self.began = time.perf_counter()
+            self.clock.start()
 
         def on_epoch_end(self, epoch, logs=None) -> None:
-            self.seconds.append(time.perf_counter() - self.began)
+            self.clock.lap()
 
     model = keras.Sequential([keras.Input((PIXELS,)),
                               keras.layers.Dense(CLASSES, activation="softmax", kernel_initializer="zeros")])
@@ -175,7 +199,7 @@ def keras_fit(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -
                   verbose=0, callbacks=[timer])
         fit_calls.append(time.perf_counter() - started)
     W, b = (np.asarray(w) for w in model.layers[0].get_weights())
-    return Trained(timer.seconds, W, b, {
+    return Trained(timer.clock, W, b, {
         "jit_compile": bool(model.jit_compile),
         "fit_call_seconds": float(np.median(fit_calls[1:] or fit_calls)),
     })
@@ -205,19 +229,18 @@ def floor(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Tr
     def tf_call() -> None:
         [t.numpy() for t in tf_pass(tX, tW, tG)]
 
-    timings = {}
+    clocks = {}
     for name, work in (("numpy", numpy_pass), ("tensorflow", tf_call)):
         work()
-        runs = []
+        clocks[name] = EpochClock()
         for _ in range(max(epochs, 5)):
-            started = time.perf_counter()
+            clocks[name].start()
             work()
-            runs.append(time.perf_counter() - started)
-        timings[name] = runs
-    best = min(timings, key=lambda name: np.median(timings[name]))
-    return Trained(timings[best], None, None, {
-        "library": best, "numpy_seconds": float(np.median(timings["numpy"])),
-        "tensorflow_seconds": float(np.median(timings["tensorflow"])), "blas": blas_info(),
+            clocks[name].lap()
+    best = min(clocks, key=lambda name: np.median(clocks[name].wall))
+    return Trained(clocks[best], None, None, {
+        "library": best, "numpy_seconds": float(np.median(clocks["numpy"].wall)),
+        "tensorflow_seconds": float(np.median(clocks["tensorflow"].wall)), "blas": blas_info(),
     })
 
 
@@ -256,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     final = None if trained.W is None else train_loss(trained.W, trained.b, data)
     print(json.dumps({
         "variant": args.variant, "batch_size": args.batch_size, "examples": len(data.train_y),
-        "epoch_seconds": trained.epoch_seconds, "final_train_loss": final, "extra": trained.extra,
+        "epoch_seconds": trained.clock.wall, "epoch_cpu_seconds": trained.clock.cpu,
+        "final_train_loss": final, "extra": trained.extra,
     }))
     return 0
 

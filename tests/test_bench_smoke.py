@@ -40,7 +40,7 @@ def test_json_line_has_every_figure(bench_run) -> None:
     for variant in VARIANTS:
         for batch in BATCHES:
             row = figures["speed"][variant][batch]
-            assert row["seconds_per_epoch"] > 0
+            assert row["seconds_per_epoch"] > 0 and row["cpu_seconds_per_epoch"] > 0
             assert row["repeats"] == 1
     for peer in PEERS:
         ratios = figures[f"engine_vs_{peer}"]
