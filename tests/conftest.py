@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,9 @@ def runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "runs"
     monkeypatch.setenv("SOFTMAX_LAB_RUNS", str(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def mnist_files() -> Path:
+    """The folder holding the four real MNIST files (MNIST_DIR), for tests that copy or serve them."""
+    return Path(os.environ["MNIST_DIR"]).resolve()

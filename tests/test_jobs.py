@@ -30,11 +30,13 @@ def test_stopped_job_is_saved_as_stopped_with_its_epochs(mnist, tmp_path):
 
 def test_concurrent_jobs_stay_apart(mnist, tmp_path):
     store = RunStore(tmp_path)
-    jobs = [TrainingJob(TrainConfig(epochs=2, seed=seed), mnist, store).start() for seed in (0, 1, 2)]
+    configs = [TrainConfig(epochs=2, seed=0), TrainConfig(epochs=1, batch_size=500), TrainConfig(epochs=3, optimizer="sgd")]
+    jobs = [TrainingJob(config, mnist, store).start() for config in configs]
     for job in jobs:
         job.join(120)
     runs = {run.run_id: run for run in store.list()}
     assert sorted(runs) == sorted(job.run_id for job in jobs)
-    assert all(run.status == "completed" and run.epochs_completed == 2 for run in runs.values())
-    accuracies = {run.final["test_accuracy"] for run in runs.values()}
-    assert len(accuracies) == 3  # three seeds, three distinct results: no run wrote into another
+    for job in jobs:  # each folder holds exactly its own job's config and epochs, nothing of another's
+        run = runs[job.run_id]
+        assert run.status == "completed" and run.config == job.config
+        assert [m["train_loss"] for m in run.metrics] == [m.train_loss for m in job.snapshot().history]
