@@ -33,6 +33,8 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1366, "height": 900}
 HEALTH_TIMEOUT = 90.0
 """Seconds for the server to answer its health check: Streamlit starts in ~3 s, slower under load."""
+EXPECT_TIMEOUT = 30_000
+"""Milliseconds an `expect` waits: a rerun that loads TensorFlow or trains takes seconds here."""
 FIGURES_KEY = pytest.StashKey[list]()
 FAILED_KEY = pytest.StashKey[bool]()
 
@@ -143,9 +145,10 @@ def chromium() -> Iterator:
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM} not found: apt-get install chromium (never `playwright install`)")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         _unavailable("playwright is not installed: pip install -r requirements-dev.txt")
+    expect.set_options(timeout=EXPECT_TIMEOUT)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
@@ -163,6 +166,20 @@ def server(chromium, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Strea
     app.stop()
 
 
+@pytest.fixture(scope="package")
+def trained_run(server: StreamlitServer, mnist) -> str:
+    """A completed default run in the server's store, trained by the library as the CLI would."""
+    from softmax_core.config import TrainConfig
+    from softmax_core.jobs import TrainingJob
+    from softmax_core.runs import RunStore
+
+    job = TrainingJob(TrainConfig(), mnist, RunStore(server.runs_dir)).start()
+    job.join()
+    snapshot = job.snapshot()
+    assert snapshot.status == "completed", snapshot.message
+    return job.run_id
+
+
 @pytest.fixture
 def new_page(chromium, server: StreamlitServer, request: pytest.FixtureRequest) -> Iterator[Callable]:
     """Open a page in a fresh browser context (a new Streamlit session) per call.
@@ -175,8 +192,8 @@ def new_page(chromium, server: StreamlitServer, request: pytest.FixtureRequest) 
         context = chromium.new_context(viewport=VIEWPORT)
         contexts.append(context)
         page = context.new_page()
-        page.set_default_timeout(30_000)
-        page.goto(f"{server.url}/{path.lstrip('/')}")
+        page.set_default_timeout(EXPECT_TIMEOUT)
+        page.goto(f"{server.url}/{path.lstrip('/')}", wait_until="commit")
         if wait:
             wait_idle(page)
         return page

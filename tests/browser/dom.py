@@ -17,7 +17,7 @@ CANVAS = '[data-testid="stBidiComponentIsolated"] canvas.upper-canvas'
 IDLE_TIMEOUT = 60_000
 """Milliseconds: the first page that imports TensorFlow takes ~5 s, more on a loaded machine."""
 
-_PLOTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(el => ({
+_PLOTS = """scope => [...document.querySelectorAll(scope + ' .js-plotly-plot')].map(el => ({
     title: ((el.layout || {}).title || {}).text || '',
     traces: (el.data || []).map(t => ({name: t.name || '', x: Array.from(t.x || []), y: Array.from(t.y || [])})),
 }))"""
@@ -32,9 +32,37 @@ def wait_idle(page, timeout: float = IDLE_TIMEOUT) -> None:
     page.locator(STATUS_WIDGET).first.wait_for(state="detached", timeout=timeout)
 
 
-def plotly_figures(page) -> list[dict]:
-    """Every Plotly chart on the page: its title and each trace's name, x and y as drawn."""
-    return page.evaluate(_PLOTS)
+def plotly_figures(page, scope: str = "body") -> list[dict]:
+    """Every Plotly chart inside `scope`: its title and each trace's name, x and y as drawn."""
+    return page.evaluate(_PLOTS, scope)
+
+
+def trace_length(page, chart: str, trace: str) -> int:
+    """How many points the trace named `trace` has in the chart whose Streamlit key is `chart`."""
+    for figure in plotly_figures(page, f".st-key-{chart}"):
+        for drawn in figure["traces"]:
+            if drawn["name"] == trace:
+                return len(drawn["x"])
+    return 0
+
+
+def wait_for_points(page, chart: str, trace: str, more_than: int = 0, exactly: int | None = None) -> int:
+    """Block until that trace shows more than `more_than` points (or `exactly` so many); return the count."""
+    page.wait_for_function(
+        """([scope, trace, more, exactly]) => [...document.querySelectorAll(scope + ' .js-plotly-plot')]
+            .some(el => (el.data || []).some(t => t.name === trace && (
+                exactly === null ? (t.x || []).length > more : (t.x || []).length === exactly)))""",
+        arg=[f".st-key-{chart}", trace, more_than, exactly])
+    return trace_length(page, chart, trace)
+
+
+def first_text(page) -> str | None:
+    """The text of the first element in the main area that shows any: a page's title, if well made."""
+    return page.evaluate("""() => {
+        const main = document.querySelector('[data-testid="stMain"]');
+        const first = [...main.querySelectorAll('[data-testid="stElementContainer"]')].find(e => e.innerText.trim());
+        return first ? first.innerText.trim() : null;
+    }""")
 
 
 def exception_texts(page) -> list[str]:
@@ -57,9 +85,11 @@ def draw_stroke(page, points: list[tuple[float, float]], steps: int = 12) -> Non
 def save_screenshot(page, name: str) -> Path:
     """A full-page PNG at artifacts/screenshots/<name>.png.
 
-    Streamlit scrolls inside its own main container, so the viewport is stretched to the
-    content's height for the shot and restored afterwards.
+    Taken once the script has finished (a half-drawn page shows skeletons). Streamlit scrolls
+    inside its own main container, so the viewport is stretched to the content's height for
+    the shot and restored afterwards.
     """
+    wait_idle(page)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     height = page.evaluate("""() => Math.max(document.body.scrollHeight, ...[...document.querySelectorAll(

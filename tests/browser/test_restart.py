@@ -1,0 +1,44 @@
+"""The server dies (SIGKILL) while a session trains; restarted on the same port and runs folder,
+the reloaded page recovers and shows that run as interrupted, its finished epochs kept."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from playwright.sync_api import expect
+
+from softmax_core.runs import RunStore
+
+from .dom import exception_texts, save_screenshot, wait_for_points, wait_idle
+
+pytestmark = pytest.mark.browser
+
+SLOW_RUN = "train?batch_size=10&epochs=60"
+"""Long enough (about 0.5 s an epoch) that the kill always lands mid-run."""
+
+
+def test_restarted_server_shows_the_run_as_interrupted(new_page, server) -> None:
+    page = new_page(SLOW_RUN)
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_url(re.compile(r"[?&]run="))
+    run_id = parse_qs(urlparse(page.url).query)["run"][0]
+    wait_for_points(page, "train_loss_chart", "train loss")
+
+    server.kill()
+    server.start()
+    page.reload()
+    wait_idle(page)
+    expect(page.get_by_text(re.compile(r"interrupted", re.I)).first).to_be_visible()
+    expect(page.get_by_role("button", name="Stop")).to_have_count(0)
+    expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible()
+    expect(page.locator('[data-testid="stSidebarNav"] a')).to_have_count(7)  # the app's navigation, not pages/
+    save_screenshot(page, "train-interrupted")
+    assert exception_texts(page) == []
+
+    info = RunStore(server.runs_dir).get(run_id)
+    assert info.status == "interrupted"
+    assert 1 <= info.epochs_completed < 60
+    wait_for_points(page, "train_loss_chart", "train loss", exactly=info.epochs_completed)
+    RunStore(server.runs_dir).load_weights(run_id)

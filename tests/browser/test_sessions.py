@@ -1,0 +1,61 @@
+"""Sessions kept apart: two browser contexts train at once, each sees only its own live job, and
+both runs land in the shared store, distinct and complete. A third session sees no live job."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from playwright.sync_api import expect
+
+from softmax_core.runs import RunStore
+
+from .dom import exception_texts
+
+pytestmark = pytest.mark.browser
+
+DONE = re.compile(r"Done: [\d.]+% test accuracy after (\d+) epochs")
+SETTINGS = ({"batch_size": 20, "epochs": 6, "seed": 1}, {"batch_size": 25, "epochs": 7, "seed": 2})
+"""Different epochs per session, so each page's progress text says whose job it shows."""
+
+
+def run_id_of(page) -> str:
+    """The run id the Train page put in its URL when the run started."""
+    page.wait_for_url(re.compile(r"[?&]run="))
+    return parse_qs(urlparse(page.url).query)["run"][0]
+
+
+def test_two_sessions_train_at_once_each_seeing_its_own_job(new_page, server) -> None:
+    pages = []
+    for settings in SETTINGS:
+        page = new_page("train?" + "&".join(f"{k}={v}" for k, v in settings.items()))
+        expect(page.get_by_label("Epochs", exact=True)).to_have_value(str(settings["epochs"]))
+        pages.append(page)
+    for page in pages:
+        page.get_by_role("button", name="Start training").click()
+    run_ids = [run_id_of(page) for page in pages]
+    assert run_ids[0] != run_ids[1]
+
+    for page, settings, other in zip(pages, SETTINGS, reversed(SETTINGS)):
+        expect(page.get_by_text(re.compile(rf"Epoch \d+ of {settings['epochs']}\b"))).to_be_visible()
+        expect(page.get_by_text(re.compile(rf"Epoch \d+ of {other['epochs']}\b"))).to_have_count(0)
+
+    bystander = new_page("train")
+    expect(bystander.get_by_role("button", name="Start training")).to_be_enabled()
+    expect(bystander.get_by_role("button", name="Stop")).to_have_count(0)
+
+    for page, settings in zip(pages, SETTINGS):
+        done = page.get_by_text(DONE)
+        expect(done).to_be_visible(timeout=120_000)
+        assert DONE.search(done.inner_text()).group(1) == str(settings["epochs"])
+        assert exception_texts(page) == []
+
+    store = RunStore(server.runs_dir)
+    for run_id, settings in zip(run_ids, SETTINGS):
+        info = store.get(run_id)
+        assert info.status == "completed"
+        assert info.epochs_completed == settings["epochs"]
+        assert (info.config.batch_size, info.config.seed) == (settings["batch_size"], settings["seed"])
+        W, b = store.load_weights(run_id)
+        assert W.shape == (784, 10) and b.shape == (10,)
