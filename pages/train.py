@@ -18,6 +18,8 @@ from softmax_core.runs import RunError, RunInfo, check_run_id
 
 JOB_KEY = "train_job"
 """This browser session's TrainingJob: one per session, kept across reruns and page switches."""
+STOPPING_KEY = "train_stopping"
+"""The run id whose Stop was pressed, so every later redraw says it is stopping."""
 POLL_SECONDS = 0.5
 LEARNING_RATES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 L2_PENALTIES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
@@ -39,7 +41,8 @@ def link_settings(fallback: TrainConfig) -> tuple[TrainConfig, list[str]]:
             return config_from_query(params), refused
         except ConfigError as exc:
             refused.append(str(exc))
-            params.pop(exc.field, None)
+            if params.pop(exc.field, None) is None:
+                return fallback, refused
 
 
 def with_choice(options: tuple[float, ...], value: float) -> list[float]:
@@ -100,23 +103,26 @@ def progress_bar(progress: float, epochs: int, elapsed: float, eta: float | None
     st.progress(min(progress, 1.0), text=f"Epoch {epoch} of {epochs} · {elapsed:.1f} s{left}")
 
 
+METRIC_CARDS = (("test_accuracy", "Test accuracy", True), ("validation_accuracy", "Validation accuracy", True),
+                ("test_loss", "Test loss", False), ("train_loss", "Train loss", False))
+
+
 def metric_row(history: list, live: bool = False) -> None:
-    """The latest epoch's numbers with their change: since the last epoch while live, else since epoch 1."""
+    """The latest epoch's numbers with their change: since the last epoch while live, else since epoch 1.
+
+    Always the same elements (a dash before the first epoch), so live redraws replace them in place.
+    """
     rows = [h if isinstance(h, dict) else h.to_dict() for h in history]
-    last = rows[-1]
+    last = rows[-1] if rows else None
     before = (rows[-2] if live else rows[0]) if len(rows) > 1 else None
-    if before:
-        st.caption(f"Epoch {last['epoch']}; changes since epoch {before['epoch']}.")
-    cols = st.columns(4)
-    for col, (name, label, percent) in zip(cols, (("test_accuracy", "Test accuracy", True),
-                                                  ("validation_accuracy", "Validation accuracy", True),
-                                                  ("test_loss", "Test loss", False),
-                                                  ("train_loss", "Train loss", False))):
-        value = last[name]
-        delta = None if before is None else value - before[name]
-        col.metric(label, f"{value:.2%}" if percent else f"{value:.4f}",
+    for col, (name, label, percent) in zip(st.columns(4), METRIC_CARDS):
+        value = "–" if last is None else f"{last[name]:.2%}" if percent else f"{last[name]:.4f}"
+        delta = None if before is None else last[name] - before[name]
+        col.metric(label, value,
                    None if delta is None else (f"{delta * 100:+.2f} pt" if percent else f"{delta:+.4f}"),
-                   delta_color="normal" if percent else "inverse", border=True)
+                   delta_color="normal" if percent else "inverse", border=True,
+                   help=f"Epoch {last['epoch']}" + (f"; change since epoch {before['epoch']}" if before else "")
+                   if last else None)
 
 
 def curves(history: list, epochs: int) -> None:
@@ -128,19 +134,24 @@ def curves(history: list, epochs: int) -> None:
 
 @st.fragment(run_every=POLL_SECONDS)
 def live_run(job: TrainingJob) -> None:
-    """Redrawn every half second from the job's snapshot while it trains."""
+    """Redrawn every half second from the job's snapshot while it trains.
+
+    The elements are the same on every redraw (empty charts before the first epoch), so the
+    charts update in place instead of being mounted afresh.
+    """
     snap = job.snapshot()
     if snap.done:
         st.rerun()  # the whole page: shows the result and enables Start again
     progress_bar(snap.progress, job.config.epochs, snap.elapsed, snap.eta)
     if st.button("Stop", icon=":material/stop_circle:", key="train_stop"):
         job.stop()
+        st.session_state[STOPPING_KEY] = job.run_id
+    if st.session_state.get(STOPPING_KEY) == job.run_id:
         st.caption("Stopping after the current chunk of steps …")
-    if snap.history:
-        metric_row(snap.history, live=True)
-        curves(snap.history, job.config.epochs)
     else:
-        st.caption(f"Training {job.config.label()} … the first epoch's curves appear when it ends.")
+        st.caption(f"Training {job.config.label()}; the curves gain a point as each epoch ends.")
+    metric_row(snap.history, live=True)
+    curves(snap.history, job.config.epochs)
 
 
 def outcome(status: str, message: str, history: list, seconds: float | None) -> None:
