@@ -12,48 +12,40 @@ PROJECT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = PROJECT / "artifacts" / "screenshots"
 APP_IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 STATUS_WIDGET = '[data-testid="stStatusWidget"]'
+LOADING = '[data-testid="stSkeleton"], [data-testid="stElementContainer"][data-stale="true"]'
+"""Placeholders while an element's code loads lazily, and elements left over from the last run."""
 EXCEPTION = '[data-testid="stException"]'
 CANVAS = '[data-testid="stBidiComponentIsolated"] canvas.upper-canvas'
 IDLE_TIMEOUT = 60_000
 """Milliseconds: the first page that imports TensorFlow takes ~5 s, more on a loaded machine."""
 
-_PLOTS = """scope => [...document.querySelectorAll(scope + ' .js-plotly-plot')].map(el => ({
-    title: ((el.layout || {}).title || {}).text || '',
-    traces: (el.data || []).map(t => ({name: t.name || '', x: Array.from(t.x || []), y: Array.from(t.y || [])})),
-}))"""
-
 
 def wait_idle(page, timeout: float = IDLE_TIMEOUT) -> None:
-    """Wait until Streamlit has run the script and shows no running indicator.
+    """Wait until Streamlit has run the script, shows no running indicator and has drawn every element.
 
     For first loads only: after an action, wait for the text you expect instead.
     """
     page.wait_for_selector(APP_IDLE, timeout=timeout)
     page.locator(STATUS_WIDGET).first.wait_for(state="detached", timeout=timeout)
-
-
-def plotly_figures(page, scope: str = "body") -> list[dict]:
-    """Every Plotly chart inside `scope`: its title and each trace's name, x and y as drawn."""
-    return page.evaluate(_PLOTS, scope)
-
-
-def trace_length(page, chart: str, trace: str) -> int:
-    """How many points the trace named `trace` has in the chart whose Streamlit key is `chart`."""
-    for figure in plotly_figures(page, f".st-key-{chart}"):
-        for drawn in figure["traces"]:
-            if drawn["name"] == trace:
-                return len(drawn["x"])
-    return 0
+    page.locator(LOADING).first.wait_for(state="detached", timeout=timeout)
 
 
 def wait_for_points(page, chart: str, trace: str, more_than: int = 0, exactly: int | None = None) -> int:
-    """Block until that trace shows more than `more_than` points (or `exactly` so many); return the count."""
-    page.wait_for_function(
-        """([scope, trace, more, exactly]) => [...document.querySelectorAll(scope + ' .js-plotly-plot')]
-            .some(el => (el.data || []).some(t => t.name === trace && (
-                exactly === null ? (t.x || []).length > more : (t.x || []).length === exactly)))""",
+    """Block until that trace shows more than `more_than` points (or `exactly` so many); return the count.
+
+    The count is read in the same check that passed: the live chart is redrawn every half second.
+    """
+    handle = page.wait_for_function(
+        """([scope, trace, more, exactly]) => {
+            for (const el of document.querySelectorAll(scope + ' .js-plotly-plot'))
+                for (const t of el.data || []) {
+                    const n = (t.x || []).length;
+                    if (t.name === trace && (exactly === null ? n > more : n === exactly)) return n;
+                }
+            return 0;
+        }""",
         arg=[f".st-key-{chart}", trace, more_than, exactly])
-    return trace_length(page, chart, trace)
+    return handle.json_value()
 
 
 def first_text(page) -> str | None:
@@ -82,14 +74,16 @@ def draw_stroke(page, points: list[tuple[float, float]], steps: int = 12) -> Non
     page.mouse.up()
 
 
-def save_screenshot(page, name: str) -> Path:
+def save_screenshot(page, name: str, settle: bool = True) -> Path:
     """A full-page PNG at artifacts/screenshots/<name>.png.
 
-    Taken once the script has finished (a half-drawn page shows skeletons). Streamlit scrolls
+    With `settle`, taken once the script has finished (a half-drawn page shows skeletons);
+    without, at once, to catch a live view mid-run. Streamlit scrolls
     inside its own main container, so the viewport is stretched to the content's height for
     the shot and restored afterwards.
     """
-    wait_idle(page)
+    if settle:
+        wait_idle(page)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     height = page.evaluate("""() => Math.max(document.body.scrollHeight, ...[...document.querySelectorAll(

@@ -24,6 +24,8 @@ PAGES = {
     "sweep": ("sweep", "Sweep"),
 }
 """Screenshot name -> (URL path, page title)."""
+TOUR_EPOCHS = 200
+"""About 0.5 s an epoch at batch 10: still training when the tour of every page ends, then stopped."""
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -40,7 +42,7 @@ def test_page_renders_without_exception(name: str, new_page, trained_run: str) -
 
 def test_every_page_works_while_a_run_trains_then_stop_saves_it(new_page, server, trained_run: str) -> None:
     """Page switches keep the session's job alive; no page breaks meanwhile; Stop saves the run."""
-    page = new_page("train?batch_size=10&epochs=60")
+    page = new_page(f"train?batch_size=10&epochs={TOUR_EPOCHS}")
     page.get_by_role("button", name="Start training").click()
     stop = page.get_by_role("button", name="Stop")
     expect(stop).to_be_visible()
@@ -53,7 +55,7 @@ def test_every_page_works_while_a_run_trains_then_stop_saves_it(new_page, server
         assert exception_texts(page) == [], f"{name} while training"
 
     expect(stop).to_be_visible()  # back on Train, the same live job
-    save_screenshot(page, "train-live-after-tour")
+    save_screenshot(page, "train-live-after-tour", settle=False)
     stop.click()
     stopped = page.get_by_text(re.compile(r"Stopped after (\d+) finished epochs?"))
     expect(stopped).to_be_visible()

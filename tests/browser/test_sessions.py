@@ -16,8 +16,9 @@ from .dom import exception_texts
 pytestmark = pytest.mark.browser
 
 DONE = re.compile(r"Done: [\d.]+% test accuracy after (\d+) epochs")
-SETTINGS = ({"batch_size": 20, "epochs": 6, "seed": 1}, {"batch_size": 25, "epochs": 7, "seed": 2})
-"""Different epochs per session, so each page's progress text says whose job it shows."""
+SETTINGS = ({"batch_size": 20, "epochs": 14, "seed": 1}, {"batch_size": 25, "epochs": 15, "seed": 2})
+"""Different epochs per session, so each page's progress text says whose job it shows; a few
+seconds each (about 0.25 s an epoch alone), so both are surely still training when checked."""
 
 
 def run_id_of(page) -> str:

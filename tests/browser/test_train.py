@@ -37,7 +37,7 @@ def test_loss_chart_gains_points_while_training(new_page, report_figure) -> None
     first = wait_for_points(page, LOSS_CHART, TRAIN_LOSS)
     second = wait_for_points(page, LOSS_CHART, TRAIN_LOSS, more_than=first)
     still_training = page.get_by_role("button", name="Stop").is_visible()
-    save_screenshot(page, "train-live")
+    save_screenshot(page, "train-live", settle=False)
     assert 1 <= first < second < LIVE_EPOCHS and still_training, (first, second, still_training)
 
     done = page.get_by_text(DONE)
