@@ -202,7 +202,7 @@ def new_page(chromium, server: StreamlitServer, request: pytest.FixtureRequest) 
     if request.node.stash.get(FAILED_KEY, False):
         for i, context in enumerate(contexts):
             for j, page in enumerate(context.pages):
-                save_screenshot(page, f"FAILED-{request.node.name}-{i}{j}")
+                save_screenshot(page, f"FAILED-{request.node.name}-{i}{j}", settle=False)
     for context in contexts:
         context.close()
 
