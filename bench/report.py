@@ -84,6 +84,12 @@ def table(figures: dict[str, Any]) -> str:
     browser = figures.get("browser") or {}
     lines.append(f"  Start -> first curve point in chromium: {_seconds(browser.get('start_to_first_point_seconds'))}"
                  + (f"  ({browser['note']})" if browser.get("note") else ""))
+    if "tries" in browser:
+        lines.append(f"    after the click: progress bar {_seconds(browser['click_to_progress_seconds'])}, chart mounted "
+                     f"{_seconds(browser['click_to_chart_seconds'])}, epoch 1's numbers "
+                     f"{_seconds(browser['click_to_metrics_seconds'])}; engine's epoch 1 took "
+                     f"{_seconds(browser['engine_first_epoch_seconds'])}; first try (server's first training) "
+                     f"{_seconds(browser['first_try']['total'])}")
     memory = figures.get("memory") or {}
     lines.append(f"  server peak RSS: idle {_mb(memory.get('idle_mb'))}, 1 session training {_mb(memory.get('peak_1_mb'))}, "
                  f"3 at once {_mb(memory.get('peak_3_mb'))} (ratio {_num(memory.get('ratio_3_vs_1'), 0, 2).strip()})"
