@@ -120,9 +120,7 @@ def metric_row(history: list, live: bool = False) -> None:
         delta = None if before is None else last[name] - before[name]
         col.metric(label, value,
                    None if delta is None else (f"{delta * 100:+.2f} pt" if percent else f"{delta:+.4f}"),
-                   delta_color="normal" if percent else "inverse", border=True,
-                   help=f"Epoch {last['epoch']}" + (f"; change since epoch {before['epoch']}" if before else "")
-                   if last else None)
+                   delta_color="normal" if percent else "inverse", border=True)
 
 
 def curves(history: list, epochs: int) -> None:
@@ -149,7 +147,8 @@ def live_run(job: TrainingJob) -> None:
     if st.session_state.get(STOPPING_KEY) == job.run_id:
         st.caption("Stopping after the current chunk of steps …")
     else:
-        st.caption(f"Training {job.config.label()}; the curves gain a point as each epoch ends.")
+        st.caption(f"Training {job.config.label()}; the curves gain a point as each epoch ends "
+                   "(changes are since the epoch before).")
     metric_row(snap.history, live=True)
     curves(snap.history, job.config.epochs)
 
@@ -188,6 +187,7 @@ def finished_job(job: TrainingJob) -> None:
     snap = job.snapshot()
     outcome(snap.status, snap.message, snap.history, snap.elapsed)
     if snap.history:
+        st.caption("Final epoch; changes are since epoch 1.")
         metric_row(snap.history)
         curves(snap.history, job.config.epochs)
         run_links(job.run_id)
@@ -201,6 +201,7 @@ def saved_run(info: RunInfo) -> None:
     st.caption(f"Run `{info.run_id}` · {info.config.label()}")
     outcome(info.status, info.message, info.metrics, info.duration)
     if info.metrics:
+        st.caption("Last finished epoch; changes are since epoch 1.")
         metric_row(info.metrics)
         curves(info.metrics, info.config.epochs)
         run_links(info.run_id)
