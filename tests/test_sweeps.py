@@ -128,3 +128,21 @@ def test_a_bad_grid_on_the_page_is_refused(runs_dir: Path) -> None:
     at.run()
     assert any("**batch_size**" in e.value for e in at.error)
     assert "sweep_job" not in at.session_state
+
+
+def test_stop_on_the_sweep_page_ends_the_sweep(mnist: Mnist, runs_dir: Path) -> None:
+    at = open_sweep()
+    at.multiselect(key="sweep_learning_rates").set_value([0.001, 0.002])
+    at.multiselect(key="sweep_batch_sizes").set_value([10])  # slow runs: Stop lands in the first
+    at.multiselect(key="sweep_epochs").set_value([50])
+    at.button[0].click()
+    at.run()
+    job = at.session_state["sweep_job"]
+    at.button(key="sweep_stop").click().run()
+    job.join(WAIT)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    snap = job.snapshot()
+    assert snap.status == "stopped" and len(snap.run_ids) == 1
+    assert RunStore(runs_dir).get(snap.run_ids[0]).status == "stopped"
+    assert any("Sweep stopped" in i.value for i in at.info)
