@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from pages.session import mnist, page_header, run_label, run_store, runs_with_weights
+from pages.session import mnist, navigation_ready, page_header, run_label, run_store, runs_with_weights
 from softmax_core.config import TrainConfig
 from softmax_core.data import IMAGE_SIDE, TEST_SIZE, TRAIN_SIZE, VALIDATION_SIZE, Mnist
 from softmax_core.figures.curves import accuracy_curves
@@ -129,6 +129,7 @@ def main() -> None:
         st.Page(home, title="Home", icon=":material/home:", default=True),
         *(st.Page(path, title=title, icon=icon) for path, title, icon, _ in PAGE_GUIDE),
     ]})
+    navigation_ready()
     mnist()
     page.run()
 

@@ -7,6 +7,7 @@ is parsed once per server process and a missing dataset shows one friendly panel
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import streamlit as st
@@ -150,23 +151,33 @@ def pick_run(key: str, label: str = "Run") -> RunInfo | None:
 
 
 _ENTERED = "_softmax_lab_entered"
+_this_run = threading.local()
+"""Per script run (Streamlit runs each in a thread of its own): did dashboard.py's navigation run?"""
+
+
+def navigation_ready() -> None:
+    """Called by dashboard.py right after ``st.navigation``: this run goes through the app."""
+    _this_run.navigated = True
 
 
 def _through_entrypoint() -> None:
-    """Make a deep link that is a fresh server's first request go through dashboard.py.
+    """Make a page that Streamlit ran bare go through dashboard.py instead.
 
     Streamlit takes a folder named ``pages/`` for a v1 multipage app until some session has
     called ``st.navigation``: a shared link or a reload after a restart would then run the page
     bare (no page config, no navigation, the raw file list in the sidebar). Clearing the flag and
     rerunning sends this very request through the entry script, which keeps the page asked for.
-    Only a session's first run is rerun: AppTest marks every run as v1 again, and a rerun there
-    would drop the button click that started it.
+    The test is per run, not the global flag: after a restart the reconnecting tab and a reload
+    start bare at once, and the first to clear the flag must not leave the other one bare.
+    Only a session's first run is rerun: a rerun later would drop the widget event behind it.
     """
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        if not st.session_state.get(_ENTERED):  # a session's first run: no widget event to lose
-            st.session_state[_ENTERED] = True
-            st.rerun()
+    navigated, _this_run.navigated = getattr(_this_run, "navigated", False), False
+    if navigated:
+        return
+    PagesManager.uses_pages_directory = False
+    if not st.session_state.get(_ENTERED):  # a session's first run: no widget event to lose
+        st.session_state[_ENTERED] = True
+        st.rerun()
 
 
 def page_header(title: str, caption: str) -> None:
