@@ -90,7 +90,6 @@ def save_screenshot(page, name: str, settle: bool = True) -> Path:
         '[data-testid="stMain"], [data-testid="stSidebarContent"]')].map(e => e.scrollHeight))""")
     size = page.viewport_size
     page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height), 8000))})
-    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
     try:
         page.screenshot(path=str(path), full_page=True)
     finally:
