@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from softmax_core.runs import RunStore
 
-from .dom import exception_texts, first_text, save_screenshot, wait_idle
+from .dom import exception_texts, first_text, save_screenshot, wait_for_points, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -57,6 +57,7 @@ def test_every_page_works_while_a_run_trains_then_stop_saves_it(new_page, server
             wait_idle(page)
         assert exception_texts(page) == [], f"{name} while training"
 
+    wait_for_points(page, "train_loss_chart", "train loss")  # its curves so far, drawn again
     save_screenshot(page, "train-live-after-tour", settle=False)
     stop.click()
     stopped = page.get_by_text(re.compile(r"Stopped after (\d+) finished epochs?"))
