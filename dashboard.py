@@ -15,7 +15,7 @@ from softmax_core.data import IMAGE_SIDE, TEST_SIZE, TRAIN_SIZE, VALIDATION_SIZE
 from softmax_core.figures.curves import accuracy_curves
 from softmax_core.query import to_query
 
-TUTORIAL = TrainConfig(learning_rate=0.05, batch_size=1000, epochs=15, optimizer="sgd", schedule="constant")
+TUTORIAL = TrainConfig(learning_rate=0.05, batch_size=1000, epochs=15, optimizer="sgd", schedule="constant", l2=0.0)
 """The TensorFlow tutorial's settings: about 90% test accuracy."""
 SAMPLES_PER_DIGIT = 2
 

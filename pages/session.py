@@ -111,7 +111,7 @@ def run_label(info: RunInfo) -> str:
 
 def saved_runs(store: RunStore) -> list[RunInfo]:
     """All runs, newest first by creation time (ids made in the same second sort randomly)."""
-    return sorted(store.list(), key=lambda r: r.created, reverse=True)
+    return store.list()
 
 
 def runs_with_weights(store: RunStore) -> list[RunInfo]:

@@ -100,7 +100,7 @@ def url_run_id() -> str | None:
 def progress_bar(progress: float, epochs: int, elapsed: float, eta: float | None) -> None:
     epoch = min(int(progress * epochs) + 1, epochs)
     left = f" · about {eta:.0f} s left" if eta is not None and progress > 0.02 else ""
-    st.progress(min(progress, 1.0), text=f"Epoch {epoch} of {epochs} · {elapsed:.1f} s{left}")
+    st.progress(min(progress, 1.0), text=f"Epoch {epoch} of {epochs} in progress · {elapsed:.1f} s{left}")
 
 
 METRIC_CARDS = (("test_accuracy", "Test accuracy", True), ("validation_accuracy", "Validation accuracy", True),
@@ -165,7 +165,7 @@ def outcome(status: str, message: str, history: list, seconds: float | None) -> 
     elif status == "stopped":
         st.info(f"Stopped after {n} finished epoch{'s' * (n != 1)}; they are saved.", icon=":material/stop_circle:")
     elif status == "interrupted":
-        kept = f"Its {n} finished epoch{'s' * (n != 1)} are saved." if n else "It had not finished an epoch."
+        kept = (f"Its {n} finished epochs are saved." if n > 1 else "Its one finished epoch is saved.") if n else "It had not finished an epoch."
         st.warning(f"This run was interrupted: the process training it stopped (a server restart?). {kept}",
                    icon=":material/history:")
     elif status == "running":

@@ -190,7 +190,7 @@ class RunStore:
                 runs.append(self.get(run_id))
             except RunError:
                 continue
-        return runs
+        return sorted(runs, key=lambda run: run.created, reverse=True)  # ids of one second are not ordered
 
     def get(self, run_id: str) -> RunInfo:
         """Read one run; a damaged one comes back with status ``unreadable`` and the reason."""

@@ -81,15 +81,19 @@ class _Tensors:
     splits: dict[str, tuple[tf.Tensor, tf.Tensor]]
 
 
+_tensors_lock = threading.Lock()
+
+
 def _tensors(data: Mnist) -> _Tensors:
     """The data as TF tensors, made once per Mnist object and shared by every job."""
-    cached = data.cache.get("tensors")
-    if cached is None:
-        splits = {name: tuple(_shared_tensor(a) for a in data.split(name))
-                  for name in ("train", "validation", "test")}
-        cached = _Tensors(*splits["train"], splits)
-        data.cache["tensors"] = cached
-    return cached
+    with _tensors_lock:
+        return data.cache.get("tensors") or _make_tensors(data)
+
+
+def _make_tensors(data: Mnist) -> _Tensors:
+    splits = {name: tuple(_shared_tensor(a) for a in data.split(name)) for name in ("train", "validation", "test")}
+    data.cache["tensors"] = _Tensors(*splits["train"], splits)
+    return data.cache["tensors"]
 
 
 def _shared_tensor(array: np.ndarray) -> tf.Tensor:

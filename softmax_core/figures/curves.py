@@ -49,7 +49,11 @@ def _epoch_axis(fig: go.Figure, epochs: int | None, rows: list[dict]) -> None:
 
 
 def _step_points(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """Minibatch losses placed at fractional epochs: step i of n in epoch e sits at e-1+(i+1)/n."""
+    """Minibatch losses at fractional epochs, averaged over blocks of consecutive steps.
+
+    Block means keep the chart light and stop single noisy minibatches (many at small batch
+    sizes) from drowning the epoch curves; step i of n in epoch e sits at e-1+(i+1)/n.
+    """
     per_epoch = max(20, MAX_STEP_POINTS // max(len(rows), 1))
     xs, ys = [], []
     for row in rows:
@@ -57,9 +61,10 @@ def _step_points(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         if not len(losses):
             continue
         stride = max(1, math.ceil(len(losses) / per_epoch))
-        index = np.arange(len(losses))[::stride]
-        xs.append(row["epoch"] - 1 + (index + 1) / len(losses))
-        ys.append(losses[index])
+        starts = np.arange(0, len(losses), stride)
+        ends = np.minimum(starts + stride, len(losses))
+        xs.append(row["epoch"] - 1 + ends / len(losses))
+        ys.append(np.add.reduceat(losses, starts) / (ends - starts))
     if not xs:
         return np.empty(0), np.empty(0)
     return np.concatenate(xs), np.concatenate(ys)
