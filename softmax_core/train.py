@@ -107,35 +107,36 @@ def _shared_tensor(array: np.ndarray) -> tf.Tensor:
     return tf.convert_to_tensor(array)
 
 
-def _learning_rate(lr0: tf.Tensor, step: tf.Tensor, total: tf.Tensor, cosine: tf.Tensor) -> tf.Tensor:
+def _learning_rate(lr0: tf.Tensor, step: tf.Tensor, total: tf.Tensor) -> tf.Tensor:
+    """Cosine decay from lr0 to 0 over all steps of the run."""
     progress = tf.cast(step, tf.float32) / tf.cast(total, tf.float32)
-    decayed = lr0 * 0.5 * (1.0 + tf.cos(math.pi * progress))
-    return tf.where(cosine, decayed, lr0)
+    return lr0 * 0.5 * (1.0 + tf.cos(math.pi * progress))
 
 
 @tf.function(reduce_retracing=True)
-def _run_chunk(optimizer: str, W, b, slots, X, Y, perm, batch_size, lr0, l2, step0, total_steps, cosine):
-    """Minibatch updates over ``perm`` (all of it), in-graph; returns new state and step losses.
+def _run_chunk(optimizer: str, cosine: bool, W, b, slots, X, Y, batches, lr0, l2, step0, total_steps):
+    """Minibatch updates over ``batches`` (steps x batch indices), in-graph; new state and step losses.
 
     The gradient of mean softmax cross-entropy is written out, (p - onehot) / n, rather than
-    taped: fewer ops per step, which is most of the cost at batch 100.
+    taped, and batches come as rows of a 2-D index array: fewest ops per step, which is most of
+    the cost at batch 100.
     """
-    n = tf.shape(perm)[0]
-    steps = (n + batch_size - 1) // batch_size
+    steps = tf.shape(batches)[0]
+    scale = 1.0 / tf.cast(tf.shape(batches)[1], tf.float32)
     losses = tf.TensorArray(tf.float32, size=steps)
 
     def body(i, W, b, slots, losses):
-        idx = perm[i * batch_size: tf.minimum((i + 1) * batch_size, n)]
+        idx = batches[i]
         xb, yb = tf.gather(X, idx), tf.gather(Y, idx)
         logits = tf.matmul(xb, W) + b
         log_p = logits - tf.reduce_logsumexp(logits, axis=1, keepdims=True)
         onehot = tf.one_hot(yb, CLASSES)
         loss = -tf.reduce_mean(tf.reduce_sum(onehot * log_p, axis=1))
-        g = (tf.exp(log_p) - onehot) / tf.cast(tf.shape(idx)[0], tf.float32)
+        g = (tf.exp(log_p) - onehot) * scale
         gW = tf.matmul(xb, g, transpose_a=True) + l2 * W
         gb = tf.reduce_sum(g, axis=0)
         t = step0 + i
-        lr = _learning_rate(lr0, t, total_steps, cosine)
+        lr = _learning_rate(lr0, t, total_steps) if cosine else lr0
         W, b, slots = _apply(optimizer, W, b, gW, gb, slots, lr, t)
         return i + 1, W, b, slots, losses.write(i, loss)
 
@@ -182,8 +183,15 @@ def _diverged(step_losses: np.ndarray, train_loss: float) -> bool:
 
 
 def _chunks(perm: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    size = max(batch_size, CHUNK_EXAMPLES // batch_size * batch_size)
-    return [perm[i:i + size] for i in range(0, len(perm), size)]
+    """The epoch's shuffled indices as (steps, batch) blocks of about CHUNK_EXAMPLES; a last
+    partial batch comes alone as a (1, rest) block."""
+    full = len(perm) // batch_size * batch_size
+    per_chunk = max(1, CHUNK_EXAMPLES // batch_size)
+    batches = perm[:full].reshape(-1, batch_size)
+    chunks = [batches[i:i + per_chunk] for i in range(0, len(batches), per_chunk)]
+    if full < len(perm):
+        chunks.append(perm[full:].reshape(1, -1))
+    return chunks
 
 
 def train(config: TrainConfig, data: Mnist, on_epoch: EpochCallback | None = None,
@@ -202,11 +210,9 @@ def train(config: TrainConfig, data: Mnist, on_epoch: EpochCallback | None = Non
     W, b = tf.constant(kept[0]), tf.constant(kept[1])
     zeros = (tf.zeros_like(W), tf.zeros_like(b))
     slots = zeros + zeros
-    scalars = dict(
-        batch_size=tf.constant(config.batch_size), lr0=tf.constant(config.learning_rate, tf.float32),
-        l2=tf.constant(config.l2, tf.float32), total_steps=total_steps,
-        cosine=tf.constant(config.schedule == "cosine"),
-    )
+    cosine = config.schedule == "cosine"
+    scalars = dict(lr0=tf.constant(config.learning_rate, tf.float32), l2=tf.constant(config.l2, tf.float32),
+                   total_steps=total_steps)
     history: list[EpochMetrics] = []
     started = time.perf_counter()
     status, message = "completed", ""
@@ -218,8 +224,8 @@ def train(config: TrainConfig, data: Mnist, on_epoch: EpochCallback | None = Non
             if stop is not None and stop.is_set():
                 status, message = "stopped", f"stopped by request during epoch {epoch + 1}"
                 break
-            W, b, slots, losses = _run_chunk(config.optimizer, W, b, slots, tensors.train_x, tensors.train_y,
-                                             tf.constant(chunk), step0=tf.constant(step), **scalars)
+            W, b, slots, losses = _run_chunk(config.optimizer, cosine, W, b, slots, tensors.train_x,
+                                             tensors.train_y, tf.constant(chunk), step0=tf.constant(step), **scalars)
             step_losses.append(losses.numpy())
             step += len(losses)
             if on_progress:
@@ -234,7 +240,7 @@ def train(config: TrainConfig, data: Mnist, on_epoch: EpochCallback | None = Non
                        f"has {math.log(CLASSES):.2f}): learning rate {config.learning_rate:g} is too large for "
                        f"{config.optimizer}. Kept the weights of epoch {epoch}.")
             break
-        lr_now = float(_learning_rate(scalars["lr0"], tf.constant(step), total_steps, scalars["cosine"]))
+        lr_now = float(_learning_rate(scalars["lr0"], tf.constant(step), total_steps)) if cosine else config.learning_rate
         record = EpochMetrics(epoch=epoch + 1, **metrics, learning_rate=lr_now,
                               seconds=time.perf_counter() - started,
                               step_losses=[float(x) for x in losses_np])
