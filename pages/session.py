@@ -14,7 +14,7 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import script_runner
 
-from softmax_core.data import FIX_HINT, DataError, Mnist, load_mnist
+from softmax_core.data import DataError, Mnist, load_mnist
 from softmax_core.runs import RunError, RunInfo, RunStore, check_run_id, default_root
 
 def _keep_tensorflow_state() -> None:

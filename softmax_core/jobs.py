@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Self
 
 from .config import TrainConfig
 from .data import Mnist
@@ -32,26 +33,18 @@ class JobSnapshot:
         return self.status != "running"
 
 
-class TrainingJob:
-    """One training run in a daemon thread; ``stop()`` ends it after the current chunk."""
+class BackgroundJob:
+    """Work in a daemon thread that always ends with a status: what training runs and sweeps share."""
 
-    def __init__(self, config: TrainConfig, data: Mnist, store: RunStore, sweep: str | None = None) -> None:
-        self.config = config
-        self._data = data
-        self._writer: RunWriter = store.create(config, sweep=sweep)
+    def __init__(self, name: str) -> None:
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._history: list[EpochMetrics] = []
-        self._status, self._message, self._progress = "running", "", 0.0
+        self._status, self._message = "running", ""
         self._started = time.perf_counter()
         self._ended: float | None = None
-        self._thread = threading.Thread(target=self._work, name=f"train-{self.run_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    @property
-    def run_id(self) -> str:
-        return self._writer.run_id
-
-    def start(self) -> "TrainingJob":
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -61,10 +54,45 @@ class TrainingJob:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
+    def _elapsed(self) -> float:
+        """Seconds since the start, frozen once the job ends; call with the lock held."""
+        return (self._ended if self._ended is not None else time.perf_counter()) - self._started
+
+    def _work(self) -> tuple[str, str]:
+        """Do the job; return its final status and message."""
+        raise NotImplementedError
+
+    def _finish(self, status: str, message: str) -> None:
+        """Record the outcome durably before snapshots show it (nothing to record by default)."""
+
+    def _run(self) -> None:
+        try:
+            status, message = self._work()
+        except Exception as exc:  # the job must end with a status, whatever went wrong
+            status, message = "failed", f"{type(exc).__name__}: {exc}"
+        self._finish(status, message)
+        with self._lock:
+            self._status, self._message, self._ended = status, message, time.perf_counter()
+
+
+class TrainingJob(BackgroundJob):
+    """One training run in a daemon thread; ``stop()`` ends it after the current chunk."""
+
+    def __init__(self, config: TrainConfig, data: Mnist, store: RunStore, sweep: str | None = None) -> None:
+        self.config = config
+        self._data = data
+        self._writer: RunWriter = store.create(config, sweep=sweep)
+        self._history: list[EpochMetrics] = []
+        self._progress = 0.0
+        super().__init__(f"train-{self.run_id}")
+
+    @property
+    def run_id(self) -> str:
+        return self._writer.run_id
+
     def snapshot(self) -> JobSnapshot:
         with self._lock:
-            end = self._ended if self._ended is not None else time.perf_counter()
-            elapsed = end - self._started
+            elapsed = self._elapsed()
             eta = None
             if self._status == "running" and self._progress > 0:
                 eta = elapsed * (1 - self._progress) / self._progress
@@ -80,12 +108,9 @@ class TrainingJob:
         with self._lock:
             self._progress = fraction
 
-    def _work(self) -> None:
-        try:
-            result = train(self.config, self._data, self._on_epoch, self._on_progress, self._stop)
-            status, message = result.status, result.message
-        except Exception as exc:  # the run must end with a status, whatever went wrong
-            status, message = "failed", f"{type(exc).__name__}: {exc}"
+    def _work(self) -> tuple[str, str]:
+        result = train(self.config, self._data, self._on_epoch, self._on_progress, self._stop)
+        return result.status, result.message
+
+    def _finish(self, status: str, message: str) -> None:
         self._writer.finish(status, message)
-        with self._lock:
-            self._status, self._message, self._ended = status, message, time.perf_counter()

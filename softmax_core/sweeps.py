@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 from .config import ConfigError, TrainConfig
 from .data import Mnist
-from .jobs import JobSnapshot, TrainingJob
+from .jobs import BackgroundJob, JobSnapshot, TrainingJob
 from .runs import RunInfo, RunStore
 
 AXES = ("learning_rate", "batch_size", "epochs", "optimizer")
@@ -101,44 +101,28 @@ class SweepSnapshot:
         return self.status != "running"
 
 
-class SweepJob:
+class SweepJob(BackgroundJob):
     """A sweep in a daemon thread with overall progress and Stop; one per browser session."""
 
     def __init__(self, base: TrainConfig, grid: dict[str, Sequence], data: Mnist, store: RunStore) -> None:
         self.configs = sweep_configs(base, grid)
         self.sweep_id = new_sweep_id()
         self._base, self._grid, self._data, self._store = base, dict(grid), data, store
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
         self._job: TrainingJob | None = None
         self._run_ids: list[str] = []
         self._finished = 0
-        self._status, self._message = "running", ""
-        self._started = time.perf_counter()
-        self._ended: float | None = None
-        self._thread = threading.Thread(target=self._work, name=self.sweep_id, daemon=True)
-
-    def start(self) -> "SweepJob":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
+        super().__init__(self.sweep_id)
 
     def snapshot(self) -> SweepSnapshot:
         with self._lock:
             job = self._job
             finished, status = self._finished, self._status
             run_ids, message = list(self._run_ids), self._message
-            end = self._ended if self._ended is not None else time.perf_counter()
+            elapsed = self._elapsed()
         current = job.snapshot() if job is not None and status == "running" else None
         total = len(self.configs)
         running_part = current.progress if current is not None else 0.0
         progress = min((finished + running_part) / total, 1.0) if status == "running" else 1.0
-        elapsed = end - self._started
         eta = elapsed * (1 - progress) / progress if status == "running" and progress > 0 else None
         return SweepSnapshot(self.sweep_id, status, total, finished, progress, elapsed, eta, current,
                              job.config if current is not None else None, run_ids, message)
@@ -153,15 +137,10 @@ class SweepJob:
             self._finished += 1
             self._job = None
 
-    def _work(self) -> None:
-        try:
-            run_sweep(self._base, self._grid, self._data, self._store, self._on_run, self._stop,
-                      self.sweep_id, self._on_job)
-            status, message = ("stopped", "stopped by request") if self._stop.is_set() else ("completed", "")
-        except Exception as exc:  # the sweep must end with a status, whatever went wrong
-            status, message = "failed", f"{type(exc).__name__}: {exc}"
-        with self._lock:
-            self._status, self._message, self._ended = status, message, time.perf_counter()
+    def _work(self) -> tuple[str, str]:
+        run_sweep(self._base, self._grid, self._data, self._store, self._on_run, self._stop,
+                  self.sweep_id, self._on_job)
+        return ("stopped", "stopped by request") if self._stop.is_set() else ("completed", "")
 
 
 def saved_sweeps(store: RunStore) -> dict[str, list[RunInfo]]:

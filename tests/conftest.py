@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-from softmax_core.data import Mnist, load_mnist
+from softmax_core.data import FILES, Mnist, load_mnist
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +29,13 @@ def runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def mnist_files() -> Path:
     """The folder holding the four real MNIST files (MNIST_DIR), for tests that copy or serve them."""
     return Path(os.environ["MNIST_DIR"]).resolve()
+
+
+@pytest.fixture
+def mnist_copy(tmp_path: Path, mnist_files: Path) -> Path:
+    """The four real gzipped MNIST files, copied into a folder of this test's own to damage."""
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name in FILES:
+        shutil.copy(mnist_files / name, folder / name)
+    return folder

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from softmax_core.config import TrainConfig
-from softmax_core.data import FILES, load_mnist
+from softmax_core.data import load_mnist
 from softmax_core.jobs import TrainingJob
 from softmax_core.runs import RunStore
 
@@ -56,19 +56,6 @@ def only_error_line(done: subprocess.CompletedProcess) -> str:
     line = error_line(done)
     assert done.stderr.strip().splitlines() == [line]
     return line
-
-
-def real_mnist_dir() -> Path:
-    return Path(os.environ["MNIST_DIR"])
-
-
-@pytest.fixture
-def mnist_copy(tmp_path) -> Path:
-    folder = tmp_path / "mnist"
-    folder.mkdir()
-    for name in FILES:
-        shutil.copy(real_mnist_dir() / name, folder / name)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import gzip
 import http.server
-import os
 import shutil
 import threading
 from pathlib import Path
@@ -21,23 +20,6 @@ from softmax_core.data import FILES, DataError, load_mnist, locate
 
 UNREACHABLE = ("http://127.0.0.1:9/",)
 """The discard port: nothing listens there, so a download fails at once, offline."""
-
-
-def real_mnist_dir() -> Path:
-    folder = os.environ.get("MNIST_DIR")
-    if not folder:
-        pytest.fail("MNIST_DIR must point at the real MNIST files for these tests")
-    return Path(folder)
-
-
-@pytest.fixture
-def mnist_copy(tmp_path) -> Path:
-    """The four real gzipped MNIST files, copied into a folder of this test's own."""
-    folder = tmp_path / "mnist"
-    folder.mkdir()
-    for name in FILES:
-        shutil.copy(real_mnist_dir() / name, folder / name)
-    return folder
 
 
 @pytest.fixture

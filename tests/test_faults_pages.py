@@ -20,6 +20,8 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from apptest import PROJECT, WAIT, open_page
+
 from softmax_core.config import TrainConfig
 from softmax_core.data import FILES, Mnist
 from softmax_core.jobs import TrainingJob
@@ -27,25 +29,8 @@ from softmax_core.model import predict_proba
 from softmax_core.preprocess import canvas_to_mnist
 from softmax_core.runs import RunStore
 
-PROJECT = Path(__file__).resolve().parents[1]
-DASHBOARD = str(PROJECT / "dashboard.py")
 PAGES = (None, "pages/train.py", "pages/weights.py", "pages/draw.py", "pages/runs.py", "pages/errors.py",
          "pages/sweep.py")
-WAIT = 180.0
-"""Seconds to wait for a background run: a deadline against hangs, not a timing check."""
-
-
-def open_page(page: str | None = None, **params: str) -> AppTest:
-    at = AppTest.from_file(DASHBOARD, default_timeout=120)
-    for name, value in params.items():
-        at.query_params[name] = value
-    if page:
-        at.switch_page(page)
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
-
-
 def texts(elements) -> list[str]:
     return [e.value for e in elements]
 

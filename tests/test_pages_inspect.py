@@ -16,6 +16,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from apptest import WAIT, open_page
+
 from softmax_core.analysis import confusion_matrix, predictions
 from softmax_core.config import TrainConfig
 from softmax_core.data import Mnist
@@ -24,16 +26,7 @@ from softmax_core.model import predict_proba
 from softmax_core.preprocess import canvas_to_mnist
 from softmax_core.runs import RunStore
 
-DASHBOARD = str(Path(__file__).resolve().parents[1] / "dashboard.py")
 PAGES = ("pages/weights.py", "pages/draw.py", "pages/errors.py")
-WAIT = 180.0
-
-
-def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(DASHBOARD, default_timeout=120)
-    at.switch_page(page).run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
 
 
 def array(value) -> np.ndarray:

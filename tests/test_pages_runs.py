@@ -8,22 +8,17 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from apptest import DASHBOARD, WAIT, open_page
+
 from softmax_core.config import TrainConfig
 from softmax_core.data import Mnist
 from softmax_core.jobs import TrainingJob
 from softmax_core.runs import RunStore
 
-DASHBOARD = str(Path(__file__).resolve().parents[1] / "dashboard.py")
-WAIT = 180.0
 
 
 def open_runs(**params: str) -> AppTest:
-    at = AppTest.from_file(DASHBOARD, default_timeout=120)
-    for name, value in params.items():
-        at.query_params[name] = value
-    at.switch_page("pages/runs.py").run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
+    return open_page("pages/runs.py", **params)
 
 
 def trained(mnist: Mnist, runs_dir: Path, *configs: TrainConfig) -> list[str]:

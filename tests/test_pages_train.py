@@ -10,28 +10,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from apptest import PROJECT, WAIT, open_page
 from softmax_core.config import TrainConfig
 from softmax_core.data import Mnist
 from softmax_core.jobs import TrainingJob
 from softmax_core.query import to_query
 from softmax_core.runs import RunStore
-
-PROJECT = Path(__file__).resolve().parents[1]
-DASHBOARD = str(PROJECT / "dashboard.py")
-WAIT = 180.0
-"""Seconds to wait for a background run: a deadline against hangs, not a timing check."""
-
-
-def open_page(page: str | None = None, **params: str) -> AppTest:
-    at = AppTest.from_file(DASHBOARD, default_timeout=120)
-    for name, value in params.items():
-        at.query_params[name] = value
-    if page:
-        at.switch_page(page)
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
-
 
 def trace_epochs(at: AppTest, chart_title: str, trace: str) -> list:
     """The x values (epochs) of one trace of the page's Plotly chart with that title."""

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from apptest import WAIT, open_page
+
 from softmax_core.config import ConfigError, TrainConfig
 from softmax_core.data import Mnist
 from softmax_core.figures.curves import sweep_grid, sweep_heatmap
@@ -16,8 +18,6 @@ from softmax_core.query import config_from_query
 from softmax_core.runs import RunStore
 from softmax_core.sweeps import MAX_RUNS, SweepJob, best_run, run_sweep, saved_sweeps, sweep_configs
 
-DASHBOARD = str(Path(__file__).resolve().parents[1] / "dashboard.py")
-WAIT = 180.0
 TUTORIAL_BASE = TrainConfig(epochs=1, optimizer="sgd", schedule="constant")
 GRID = {"learning_rate": [0.05, 0.5], "batch_size": [100, 1000]}
 
@@ -79,12 +79,7 @@ def test_a_sweep_job_reports_overall_progress(mnist: Mnist, runs_dir: Path) -> N
 
 
 def open_sweep(**params: str) -> AppTest:
-    at = AppTest.from_file(DASHBOARD, default_timeout=120)
-    for name, value in params.items():
-        at.query_params[name] = value
-    at.switch_page("pages/sweep.py").run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
+    return open_page("pages/sweep.py", **params)
 
 
 def test_sweep_page_renders_without_sweeps(runs_dir: Path) -> None:
