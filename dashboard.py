@@ -74,7 +74,8 @@ def _latest_run() -> None:
     cols[0].metric("Test accuracy", f"{final['test_accuracy']:.2%}")
     cols[1].metric("Validation accuracy", f"{final['validation_accuracy']:.2%}")
     cols[2].metric("Epochs", f"{run.epochs_completed}", help=f"{run.duration:.1f} s of training")
-    st.plotly_chart(accuracy_curves(run.metrics, run.config.epochs, title="Accuracy per epoch", height=260),
+    st.caption("Accuracy per epoch")
+    st.plotly_chart(accuracy_curves(run.metrics, run.config.epochs, title=None, height=260),
                     key="home_latest_accuracy", config={"displayModeBar": False})
     with st.container(horizontal=True, gap="medium"):
         for page, label, icon in (("pages/weights.py", "Its weights", ":material/grid_on:"),

@@ -142,7 +142,7 @@ def main() -> None:
     mnist()
     job: SweepJob | None = st.session_state.get(JOB_KEY)
     running = job is not None and not job.snapshot().done
-    form_column, result_column = st.columns([1, 2.6], gap="large")
+    form_column, result_column = st.columns([1.3, 2.4], gap="large")
     with form_column:
         request = grid_form(running)
         if request is not None and start_sweep(*request):

@@ -103,7 +103,7 @@ def progress_bar(progress: float, epochs: int, elapsed: float, eta: float | None
     st.progress(min(progress, 1.0), text=f"Epoch {epoch} of {epochs} in progress · {elapsed:.1f} s{left}")
 
 
-METRIC_CARDS = (("test_accuracy", "Test accuracy", True), ("validation_accuracy", "Validation accuracy", True),
+METRIC_CARDS = (("test_accuracy", "Test accuracy", True), ("validation_accuracy", "Val. accuracy", True),
                 ("test_loss", "Test loss", False), ("train_loss", "Train loss", False))
 
 
