@@ -1,5 +1,5 @@
-"""Sessions kept apart: two browser contexts train at once, each sees only its own live job, and
-both runs land in the shared store, distinct and complete. A third session sees no live job."""
+"""Sessions kept apart: two, then three browser contexts train at once, each sees only its own live
+job, and every run lands in the shared store, distinct and complete. A bystander sees no live job."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from .dom import exception_texts
 pytestmark = pytest.mark.browser
 
 DONE = re.compile(r"Done: [\d.]+% test accuracy after (\d+) epochs")
-SETTINGS = ({"batch_size": 20, "epochs": 14, "seed": 1}, {"batch_size": 25, "epochs": 15, "seed": 2})
+SETTINGS = ({"batch_size": 20, "epochs": 14, "seed": 1}, {"batch_size": 25, "epochs": 15, "seed": 2},
+            {"batch_size": 30, "epochs": 16, "seed": 3})
 """Different epochs per session, so each page's progress text says whose job it shows; a few
 seconds each (about 0.25 s an epoch alone), so both are surely still training when checked."""
 
@@ -27,33 +28,37 @@ def run_id_of(page) -> str:
     return parse_qs(urlparse(page.url).query)["run"][0]
 
 
-def test_two_sessions_train_at_once_each_seeing_its_own_job(new_page, server) -> None:
+@pytest.mark.parametrize("sessions", [2, 3])
+def test_sessions_train_at_once_each_seeing_its_own_job(new_page, server, sessions: int) -> None:
+    chosen = SETTINGS[:sessions]
     pages = []
-    for settings in SETTINGS:
+    for settings in chosen:
         page = new_page("train?" + "&".join(f"{k}={v}" for k, v in settings.items()))
         expect(page.get_by_label("Epochs", exact=True)).to_have_value(str(settings["epochs"]))
         pages.append(page)
     for page in pages:
         page.get_by_role("button", name="Start training").click()
     run_ids = [run_id_of(page) for page in pages]
-    assert run_ids[0] != run_ids[1]
+    assert len(set(run_ids)) == sessions
 
-    for page, settings, other in zip(pages, SETTINGS, reversed(SETTINGS)):
+    for page, settings in zip(pages, chosen):
         expect(page.get_by_text(re.compile(rf"Epoch \d+ of {settings['epochs']}\b"))).to_be_visible()
-        expect(page.get_by_text(re.compile(rf"Epoch \d+ of {other['epochs']}\b"))).to_have_count(0)
+        for other in chosen:
+            if other is not settings:
+                expect(page.get_by_text(re.compile(rf"Epoch \d+ of {other['epochs']}\b"))).to_have_count(0)
 
     bystander = new_page("train")
     expect(bystander.get_by_role("button", name="Start training")).to_be_enabled()
     expect(bystander.get_by_role("button", name="Stop")).to_have_count(0)
 
-    for page, settings in zip(pages, SETTINGS):
+    for page, settings in zip(pages, chosen):
         done = page.get_by_text(DONE)
         expect(done).to_be_visible(timeout=120_000)
         assert DONE.search(done.inner_text()).group(1) == str(settings["epochs"])
         assert exception_texts(page) == []
 
     store = RunStore(server.runs_dir)
-    for run_id, settings in zip(run_ids, SETTINGS):
+    for run_id, settings in zip(run_ids, chosen):
         info = store.get(run_id)
         assert info.status == "completed"
         assert info.epochs_completed == settings["epochs"]
