@@ -185,12 +185,8 @@ def run_links(run_id: str) -> None:
 
 def finished_job(job: TrainingJob) -> None:
     snap = job.snapshot()
-    outcome(snap.status, snap.message, snap.history, snap.elapsed)
-    if snap.history:
-        st.caption("Final epoch; changes are since epoch 1.")
-        metric_row(snap.history)
-        curves(snap.history, job.config.epochs)
-        run_links(job.run_id)
+    run_result(job.run_id, snap.status, snap.message, snap.history, snap.elapsed, job.config.epochs,
+               "Final epoch; changes are since epoch 1.")
 
 
 def saved_run(info: RunInfo) -> None:
@@ -199,12 +195,19 @@ def saved_run(info: RunInfo) -> None:
         st.error(f"Run `{info.run_id}` cannot be read: {info.error}", icon=":material/error:")
         return
     st.caption(f"Run `{info.run_id}` · {info.config.label()}")
-    outcome(info.status, info.message, info.metrics, info.duration)
-    if info.metrics:
-        st.caption("Last finished epoch; changes are since epoch 1.")
-        metric_row(info.metrics)
-        curves(info.metrics, info.config.epochs)
-        run_links(info.run_id)
+    run_result(info.run_id, info.status, info.message, info.metrics, info.duration, info.config.epochs,
+               "Last finished epoch; changes are since epoch 1.")
+
+
+def run_result(run_id: str, status: str, message: str, history: list, seconds: float | None, epochs: int,
+               caption: str) -> None:
+    """How a run ended, then (if it finished an epoch) its numbers, curves and links."""
+    outcome(status, message, history, seconds)
+    if history:
+        st.caption(caption)
+        metric_row(history)
+        curves(history, epochs)
+        run_links(run_id)
 
 
 def stored_run(run_id: str | None) -> RunInfo | None:

@@ -70,6 +70,19 @@ def _step_points(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.concatenate(ys)
 
 
+def _add_split_traces(fig: go.Figure, rows: list[dict], quantity: str, value_format: str) -> None:
+    """One line per split (train blue, validation green dotted, test orange) of ``<split>_<quantity>``."""
+    epoch_x = [row["epoch"] for row in rows]
+    for split, colour, dash in (("train", theme.TRAIN, "solid"), ("validation", theme.VALIDATION, "dot"),
+                                ("test", theme.TEST, "solid")):
+        metric = f"{split}_{quantity}"
+        fig.add_trace(go.Scatter(
+            x=epoch_x, y=_values(rows, metric), mode="lines+markers", name=METRICS[metric][0],
+            line=dict(color=colour, width=2.5, dash=dash), marker=dict(size=6),
+            hovertemplate=f"epoch %{{x}}<br>{value_format}<extra>{METRICS[metric][0]}</extra>",
+        ))
+
+
 def loss_curves(history: Iterable[Any], epochs: int | None = None, title: str | None = "Loss",
                 height: int = 340) -> go.Figure:
     """Train, validation and test loss per epoch, with the minibatch losses faint behind them."""
@@ -80,14 +93,7 @@ def loss_curves(history: Iterable[Any], epochs: int | None = None, title: str | 
         x=step_x, y=step_y, mode="lines", name="minibatch loss", line=dict(color=theme.TRAIN, width=0.8),
         opacity=0.14, hoverinfo="skip",
     ))
-    epoch_x = [row["epoch"] for row in rows]
-    for metric, colour, dash in (("train_loss", theme.TRAIN, "solid"), ("validation_loss", theme.VALIDATION, "dot"),
-                                 ("test_loss", theme.TEST, "solid")):
-        fig.add_trace(go.Scatter(
-            x=epoch_x, y=_values(rows, metric), mode="lines+markers", name=METRICS[metric][0],
-            line=dict(color=colour, width=2.5, dash=dash), marker=dict(size=6),
-            hovertemplate="epoch %{x}<br>%{y:.4f} nats<extra>" + METRICS[metric][0] + "</extra>",
-        ))
+    _add_split_traces(fig, rows, "loss", "%{y:.4f} nats")
     _epoch_axis(fig, epochs, rows)
     fig.update_yaxes(title_text=LOSS_AXIS, rangemode="tozero", range=_loss_range(rows, step_y))
     return theme.styled(fig, title, height)
@@ -107,15 +113,7 @@ def accuracy_curves(history: Iterable[Any], epochs: int | None = None, title: st
     """Train, validation and test accuracy per epoch, in percent."""
     rows = _rows(history)
     fig = go.Figure()
-    epoch_x = [row["epoch"] for row in rows]
-    for metric, colour, dash in (("train_accuracy", theme.TRAIN, "solid"),
-                                 ("validation_accuracy", theme.VALIDATION, "dot"),
-                                 ("test_accuracy", theme.TEST, "solid")):
-        fig.add_trace(go.Scatter(
-            x=epoch_x, y=_values(rows, metric), mode="lines+markers", name=METRICS[metric][0],
-            line=dict(color=colour, width=2.5, dash=dash), marker=dict(size=6),
-            hovertemplate="epoch %{x}<br>%{y:.2f}%<extra>" + METRICS[metric][0] + "</extra>",
-        ))
+    _add_split_traces(fig, rows, "accuracy", "%{y:.2f}%")
     _epoch_axis(fig, epochs, rows)
     fig.update_yaxes(title_text=ACCURACY_AXIS)
     return theme.styled(fig, title, height)
