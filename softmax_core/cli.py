@@ -18,6 +18,7 @@ from .analysis import confusion_matrix, per_class_accuracy
 from .config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
 from .model import predict_proba
 from .data import DataError, Mnist, load_mnist
+from .jobs import JobSnapshot
 from .runs import RunError, RunInfo, RunStore
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -109,37 +110,76 @@ def cmd_train(args: argparse.Namespace) -> int:
                          init=args.init)
     data = _data(args)
     store = _store(args)
-    from .jobs import TrainingJob  # TensorFlow loads only once settings and data are known good
+    from .record import train_and_record  # TensorFlow loads only once settings and data are known good
 
-    job = TrainingJob(config, data, store).start()
-    print(f"run {job.run_id}: {config.label()}", file=sys.stderr)
+    writer = store.create(config)
+    print(f"run {writer.run_id}: {config.label()}", file=sys.stderr)
+    run = LocalRun(config)
+    worker = threading.Thread(target=run.train, args=(train_and_record, data, writer), daemon=True)
+    worker.start()
     bar = ProgressBar(config.epochs)
     try:
-        while not job.snapshot().done:
-            bar.show(job.snapshot())
-            time.sleep(0.1)
+        while worker.is_alive():
+            bar.show(run.snapshot())
+            worker.join(0.1)
     except KeyboardInterrupt:
-        job.stop()
-    job.join()
-    snap = job.snapshot()
+        run.stop.set()
+    worker.join()
+    snap = run.snapshot()
     bar.show(snap)
     bar.close()
-    run = store.get(job.run_id)
-    final = run.final
+    status, message = snap.status, snap.message
+    try:
+        writer.finish(status, message)
+    except RunError as exc:
+        status, message = "failed", f"{message + '; ' if message else ''}{exc}"
+    final = snap.history[-1].to_dict() if snap.history else {}
     payload = {
-        "run_id": run.run_id, "run_dir": str(run.path), "status": snap.status, "message": snap.message,
-        "epochs_completed": run.epochs_completed, "seconds": round(snap.elapsed, 3), "config": config.to_dict(),
+        "run_id": writer.run_id, "run_dir": str(writer.path), "status": status, "message": message,
+        "epochs_completed": len(snap.history), "seconds": round(snap.elapsed, 3), "config": config.to_dict(),
         "final": {k: final.get(k) for k in ("train_loss", "test_loss", "test_accuracy", "validation_accuracy")},
     }
-    summary = f"{snap.status}: {run.epochs_completed} epochs in {snap.elapsed:.1f} s"
+    summary = f"{status}: {len(snap.history)} epochs in {snap.elapsed:.1f} s"
     if final:
         summary += f", test accuracy {final['test_accuracy']:.2%}"
-    if snap.message:
-        print(snap.message, file=sys.stderr)
-    _emit(args, payload, f"{summary} (run {run.run_id})")
-    if snap.status == "stopped":
+    if message:
+        print(message, file=sys.stderr)
+    _emit(args, payload, f"{summary} (run {writer.run_id})")
+    if status == "stopped":
         return EXIT_INTERRUPTED
-    return EXIT_OK if snap.status == "completed" else EXIT_RUN_FAILED
+    return EXIT_OK if status == "completed" else EXIT_RUN_FAILED
+
+
+class LocalRun:
+    """One run trained in a thread of the CLI's own process, seen through the job service's snapshots."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._progress, self._history = 0.0, []
+        self._status, self._message = "running", ""
+        self._started, self._ended = time.monotonic(), None
+
+    def train(self, train_and_record, data: Mnist, writer) -> None:
+        status, message = train_and_record(self.config, data, writer, self.stop, self._on_progress, self._on_epoch)
+        with self._lock:
+            self._status, self._message, self._ended = status, message, time.monotonic()
+
+    def _on_progress(self, fraction: float) -> None:
+        with self._lock:
+            self._progress = fraction
+
+    def _on_epoch(self, metrics) -> None:
+        with self._lock:
+            self._history.append(metrics)
+
+    def snapshot(self) -> JobSnapshot:
+        with self._lock:
+            elapsed = (self._ended or time.monotonic()) - self._started
+            eta = elapsed * (1 - self._progress) / self._progress if self._progress > 0 and self._ended is None else None
+            return JobSnapshot("", self._status, self.config, self._progress, elapsed, eta, list(self._history),
+                               self._message)
 
 
 class ProgressBar:
