@@ -19,7 +19,7 @@ from .config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
 from .model import predict_proba
 from .data import DataError, Mnist, load_mnist
 from .jobs import JobSnapshot
-from .runs import RunError, RunInfo, RunStore
+from .runs import RunError, RunInfo, RunStore, failure_reason
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -110,12 +110,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                          init=args.init)
     data = _data(args)
     store = _store(args)
-    from .record import train_and_record  # TensorFlow loads only once settings and data are known good
+    from .record import record_run  # TensorFlow loads only once settings and data are known good
 
-    writer = store.create(config)
-    print(f"run {writer.run_id}: {config.label()}", file=sys.stderr)
     run = LocalRun(config)
-    worker = threading.Thread(target=run.train, args=(train_and_record, data, writer), daemon=True)
+    worker = threading.Thread(target=run.train, args=(record_run, store, data), daemon=True)
     worker.start()
     bar = ProgressBar(config.epochs)
     try:
@@ -128,43 +126,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     snap = run.snapshot()
     bar.show(snap)
     bar.close()
-    status, message = snap.status, snap.message
-    try:
-        writer.finish(status, message)
-    except RunError as exc:
-        status, message = "failed", f"{message + '; ' if message else ''}{exc}"
+    if not snap.run_id:
+        print(f"error: no run was started: {snap.message}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     final = snap.history[-1].to_dict() if snap.history else {}
     payload = {
-        "run_id": writer.run_id, "run_dir": str(writer.path), "status": status, "message": message,
-        "epochs_completed": len(snap.history), "seconds": round(snap.elapsed, 3), "config": config.to_dict(),
+        "run_id": snap.run_id, "run_dir": str(store.path(snap.run_id)), "status": snap.status,
+        "message": snap.message, "epochs_completed": len(snap.history), "seconds": round(snap.elapsed, 3),
+        "config": config.to_dict(),
         "final": {k: final.get(k) for k in ("train_loss", "test_loss", "test_accuracy", "validation_accuracy")},
     }
-    summary = f"{status}: {len(snap.history)} epochs in {snap.elapsed:.1f} s"
+    summary = f"{snap.status}: {len(snap.history)} epochs in {snap.elapsed:.1f} s"
     if final:
         summary += f", test accuracy {final['test_accuracy']:.2%}"
-    if message:
-        print(message, file=sys.stderr)
-    _emit(args, payload, f"{summary} (run {writer.run_id})")
-    if status == "stopped":
+    if snap.message:
+        print(snap.message, file=sys.stderr)
+    _emit(args, payload, f"{summary} (run {snap.run_id})")
+    if snap.status == "stopped":
         return EXIT_INTERRUPTED
-    return EXIT_OK if status == "completed" else EXIT_RUN_FAILED
+    return EXIT_OK if snap.status == "completed" else EXIT_RUN_FAILED
 
 
 class LocalRun:
-    """One run trained in a thread of the CLI's own process, seen through the job service's snapshots."""
+    """One run trained in a thread of the CLI's own process, seen through job-service snapshots."""
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.stop = threading.Event()
         self._lock = threading.Lock()
-        self._progress, self._history = 0.0, []
+        self._run_id, self._progress, self._history = "", 0.0, []
         self._status, self._message = "running", ""
         self._started, self._ended = time.monotonic(), None
 
-    def train(self, train_and_record, data: Mnist, writer) -> None:
-        status, message = train_and_record(self.config, data, writer, self.stop, self._on_progress, self._on_epoch)
+    def train(self, record_run, store: RunStore, data: Mnist) -> None:
+        try:
+            run_id, status, message = record_run(store, self.config, data, self.stop, on_progress=self._on_progress,
+                                                 on_epoch=self._on_epoch)
+        except (OSError, RunError) as exc:  # the run folder could not even be made
+            run_id, status, message = "", "failed", failure_reason(exc)
         with self._lock:
-            self._status, self._message, self._ended = status, message, time.monotonic()
+            self._run_id, self._status, self._message, self._ended = run_id, status, message, time.monotonic()
 
     def _on_progress(self, fraction: float) -> None:
         with self._lock:
@@ -178,8 +179,8 @@ class LocalRun:
         with self._lock:
             elapsed = (self._ended or time.monotonic()) - self._started
             eta = elapsed * (1 - self._progress) / self._progress if self._progress > 0 and self._ended is None else None
-            return JobSnapshot("", self._status, self.config, self._progress, elapsed, eta, list(self._history),
-                               self._message)
+            return JobSnapshot(self._run_id, self._status, self.config, self._progress, elapsed, eta,
+                               list(self._history), self._message)
 
 
 class ProgressBar:

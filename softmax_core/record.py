@@ -7,6 +7,7 @@ Imports TensorFlow (through ``train``): only training processes load this module
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, Protocol
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 from .config import TrainConfig
 from .data import Mnist
 from .metrics import EpochMetrics
-from .runs import RunWriter, failure_reason
+from .runs import RunError, RunStore, RunWriter, failure_reason
 from .train import train
 
 
@@ -41,3 +42,19 @@ def train_and_record(config: TrainConfig, data: Mnist, writer: RunWriter, stop: 
     except Exception as exc:  # the run must end with a status, whatever went wrong
         return "failed", failure_reason(exc)
     return result.status, result.message
+
+
+def record_run(store: RunStore, config: TrainConfig, data: Mnist, stop: StopFlag | None = None,
+               sweep: str | None = None, on_progress: Callable[[float], None] | None = None,
+               on_epoch: Callable[[EpochMetrics], None] | None = None) -> tuple[str, str, str]:
+    """Train and record a whole run in this process (CLI, sweeps from the CLI, tests); (run id, status, message).
+
+    When the end cannot be written (folder removed, disk full), the run is ``failed`` with why.
+    """
+    writer = store.create(config, sweep=sweep)
+    status, message = train_and_record(config, data, writer, stop or threading.Event(), on_progress, on_epoch)
+    try:
+        writer.finish(status, message)
+    except RunError as exc:
+        status, message = "failed", f"{message + '; ' if message else ''}{exc}"
+    return writer.run_id, status, message

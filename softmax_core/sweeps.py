@@ -58,7 +58,7 @@ def run_sweep(base: TrainConfig, grid: dict[str, Sequence], data: Mnist, store: 
     ``on_run(info)`` is called as each run ends. Setting ``stop`` stops the current run (saved as
     ``stopped``) and starts no more.
     """
-    from .record import train_and_record  # TensorFlow: only the CLI's own process trains here
+    from .record import record_run  # TensorFlow: only the CLI's own process trains here
 
     configs = sweep_configs(base, grid)
     sweep_id = sweep_id or new_sweep_id()
@@ -67,14 +67,9 @@ def run_sweep(base: TrainConfig, grid: dict[str, Sequence], data: Mnist, store: 
     for config in configs:
         if stop.is_set():
             break
-        writer = store.create(config, sweep=sweep_id)
-        status, message = train_and_record(config, data, writer, stop)
+        run_id, _, _ = record_run(store, config, data, stop, sweep=sweep_id)
         try:
-            writer.finish(status, message)
-        except RunError:
-            pass  # the run folder is gone or unwritable: store.get below says so
-        try:
-            info = store.get(writer.run_id)
+            info = store.get(run_id)
         except RunError:
             continue
         finished.append(info)
