@@ -113,16 +113,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .record import record_run  # TensorFlow loads only once settings and data are known good
 
     run = LocalRun(config)
-    worker = threading.Thread(target=run.train, args=(record_run, store, data), daemon=True)
-    worker.start()
+    threading.Thread(target=run.train, args=(record_run, store, data), daemon=True).start()
     bar = ProgressBar(config.epochs)
     try:
-        while worker.is_alive():
+        while not run.ended.wait(0.1):
             bar.show(run.snapshot())
-            worker.join(0.1)
     except KeyboardInterrupt:
         run.stop.set()
-    worker.join()
+    run.ended.wait()  # an Event, not Thread.join: a join cut short by Ctrl-C can later return too early
     snap = run.snapshot()
     bar.show(snap)
     bar.close()
@@ -153,6 +151,7 @@ class LocalRun:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.stop = threading.Event()
+        self.ended = threading.Event()
         self._lock = threading.Lock()
         self._run_id, self._progress, self._history = "", 0.0, []
         self._status, self._message = "running", ""
@@ -166,6 +165,7 @@ class LocalRun:
             run_id, status, message = "", "failed", failure_reason(exc)
         with self._lock:
             self._run_id, self._status, self._message, self._ended = run_id, status, message, time.monotonic()
+        self.ended.set()
 
     def _on_progress(self, fraction: float) -> None:
         with self._lock:
