@@ -203,7 +203,7 @@ def running_now(exclude: str | None = None) -> None:
             with st.container(horizontal=True, gap="small"):
                 st.page_link(TRAIN_PAGE, label="Watch", icon=":material/visibility:",
                              query_params={RUN_PARAM: snap.run_id})
-                label = "Cancel" if snap.status == "queued" else "Stop"
+                label = "Cancel run" if snap.status == "queued" else "Stop run"
                 if st.button(label, key=f"running_now_stop_{snap.run_id}", icon=":material/stop_circle:",
                              disabled=snap.stopping):
                     job_service().stop(snap.run_id)

@@ -146,7 +146,9 @@ def live_run(run_id: str) -> None:
     if snap is None or snap.done:
         st.rerun()  # the whole page: shows the result
     if snap.status == "queued":
-        st.progress(0.0, text=f"Queued: position {snap.position} · starts when a training slot is free")
+        why = ("the training process is starting (TensorFlow loads once per server)" if job_service().warming
+               else "starts when a training slot is free")
+        st.progress(0.0, text=f"Queued: position {snap.position} · {why}")
     else:
         progress_bar(snap.progress, snap.config.epochs, snap.elapsed, snap.eta)
     label = "Cancel" if snap.status == "queued" else "Stop"

@@ -308,6 +308,12 @@ class JobService:
             if not job.done.wait(1.0):
                 self._end(job, "interrupted", "the lab was shut down while it trained")
 
+    @property
+    def warming(self) -> bool:
+        """True while the worker process is loading TensorFlow and MNIST (after start or a crash)."""
+        process = self._process
+        return process is None or not process.alive()
+
     def worker_pids(self) -> list[int]:
         process = self._process
         return [process.process.pid] if process is not None and process.alive() else []
