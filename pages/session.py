@@ -189,6 +189,10 @@ def job_line(snap: JobSnapshot) -> str:
     return f"{state}{left}"
 
 
+RUNNING_NOW_ROWS = 5
+"""Jobs listed with their own Stop; a room of twenty queued runs would otherwise fill the page."""
+
+
 @st.fragment(run_every=1.0)
 def running_now(exclude: str | None = None) -> None:
     """Every queued and running job of this server, from any session, each with Stop."""
@@ -197,7 +201,7 @@ def running_now(exclude: str | None = None) -> None:
     if not jobs:
         st.caption("Nothing else is queued or training in this lab.")
         return
-    for snap in jobs:
+    for snap in jobs[:RUNNING_NOW_ROWS]:
         with st.container(border=True, gap="small"):
             st.text(f"{snap.config.label()}\n{job_line(snap)}")
             with st.container(horizontal=True, gap="small"):
@@ -208,3 +212,5 @@ def running_now(exclude: str | None = None) -> None:
                              disabled=snap.stopping):
                     job_service().stop(snap.run_id)
                     st.rerun(scope="fragment")
+    if len(jobs) > RUNNING_NOW_ROWS:
+        st.caption(f"… and {len(jobs) - RUNNING_NOW_ROWS} more queued: every run is on the Runs page.")
