@@ -109,9 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          init=args.init)
     data = _data(args)
     store = _store(args)
-    from .jobs import TrainingJob  # TensorFlow loads only once settings and data are known good
-
-    job = TrainingJob(config, data, store).start()
+    job = _logged_job(config, data, store).start()
     print(f"run {job.run_id}: {config.label()}", file=sys.stderr)
     bar = ProgressBar(config.epochs)
     try:
@@ -140,6 +138,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     if snap.status == "stopped":
         return EXIT_INTERRUPTED
     return EXIT_OK if snap.status == "completed" else EXIT_RUN_FAILED
+
+
+def _logged_job(config: TrainConfig, data: Mnist, store: RunStore):
+    """A TrainingJob that also writes the run's TensorBoard events (events.py)."""
+    from .events import EventLog  # TensorFlow loads only once settings and data are known good
+    from .jobs import TrainingJob
+
+    class LoggedJob(TrainingJob):
+        def __init__(self) -> None:
+            super().__init__(config, data, store)
+            self._events = EventLog(self._writer.path, config)
+
+        def _on_epoch(self, metrics, W, b) -> None:
+            super()._on_epoch(metrics, W, b)
+            self._events.epoch(metrics, W)
+
+        def _finish(self, status: str, message: str) -> None:
+            super()._finish(status, message)
+            self._events.close(status)
+
+    return LoggedJob()
 
 
 class ProgressBar:
