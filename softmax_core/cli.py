@@ -1,4 +1,4 @@
-"""Command line for headless runs: ``python -m softmax_core train|evaluate|predict|runs``.
+"""Command line for headless runs: ``python -m softmax_core train|evaluate|predict|runs|sweep|export``.
 
 It drives the same ``TrainingJob`` (and so the same ``train`` function) as the dashboard.
 Bad input exits with status 2 and one line on stderr, never a traceback.
@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="train every combination of the values given, one run each")
     _add_settings(sweep, SWEEPABLE, many=True)
     _add_settings(sweep, FIXED, many=False)
+
+    export = commands.add_parser("export", help="write a run as a Keras model, a SavedModel or a standalone script")
+    export.add_argument("run")
+    export.add_argument("--format", required=True, choices=("keras", "savedmodel", "script"),
+                        help="keras: a .keras file; savedmodel: a folder for TF Serving; script: one .py file")
+    export.add_argument("--out", required=True, help="file (keras, script) or folder (savedmodel) to write")
     for sub in commands.choices.values():  # let --json, --data-dir, --runs-dir also follow the command
         for option in ("--data-dir", "--runs-dir"):
             sub.add_argument(option, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -293,5 +299,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return EXIT_OK if len(runs) == total and best else EXIT_RUN_FAILED
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    store = _store(args)
+    store.get(args.run)  # an unknown run is a usage error before TensorFlow loads
+    from .export import export_run
+
+    try:
+        out = export_run(store, args.run, args.format, Path(args.out))
+    except (ValueError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    _emit(args, {"run_id": args.run, "format": args.format, "path": str(out)}, f"wrote {out} ({args.format})")
+    return EXIT_OK
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "runs": cmd_runs,
-            "sweep": cmd_sweep}
+            "sweep": cmd_sweep, "export": cmd_export}
