@@ -30,8 +30,8 @@ import numpy as np
 from .config import ConfigError, TrainConfig
 from .data import CLASSES, PIXELS
 
-STATUSES = ("running", "completed", "stopped", "diverged", "failed", "interrupted", "unreadable")
-FINAL_STATUSES = ("completed", "stopped", "diverged", "failed")
+STATUSES = ("running", "completed", "stopped", "pruned", "diverged", "failed", "interrupted", "unreadable")
+FINAL_STATUSES = ("completed", "stopped", "pruned", "diverged", "failed")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}")
 CSV_COLUMNS = ("epoch", "train_loss", "train_accuracy", "validation_loss", "validation_accuracy",
                "test_loss", "test_accuracy", "learning_rate", "seconds")
