@@ -29,8 +29,9 @@ DEFAULT_EPOCHS_MAX = 30
 BATCH_SIZES = (50, 100, 200, 500, 1000)
 LEARNING_RATE_RANGE = (1e-4, 1.0)
 L2_RANGE = (1e-6, 1e-2)
-STARTUP_TRIALS = 10
-"""Random trials before TPE models the space."""
+STARTUP_TRIALS = 5
+"""Random trials before TPE models the space, per Hyperband bracket (TPE sees only its trial's
+bracket): 4 brackets at 50 epochs make 20 random trials, not 40 with Optuna's default of 10."""
 REDUCTION_FACTOR = 3
 """Hyperband keeps the best third of the trials at each rung (epochs 1, 3, 9, 27, ...)."""
 
@@ -76,8 +77,8 @@ def open_study(store: RunStore, name: str | None = None, storage: str | None = N
     Pruner: Hyperband over epochs 1..epochs_max. Trials differ in epochs and schedule, so a
     trial's accuracy after a few epochs is a noisy guess of its end; Hyperband hedges by running
     brackets that judge early (epoch 1) and brackets that judge late (epoch 27), and Optuna's
-    benchmarks pair it with TPE. On 60 trials it saved 59% of the epochs against 37% for
-    MedianPruner, with the same best validation accuracy (README, "Tune").
+    benchmarks pair it with TPE. On one 60-trial search (50 epochs max, seed 0, TPE startup 10)
+    it saved 56% of the epochs, MedianPruner 40%, for the same best validation (94.30% / 94.36%).
     """
     study = optuna.create_study(
         storage=storage_for(store, storage), study_name=name or new_study_name(), direction="maximize",
@@ -98,7 +99,7 @@ def load_study(store: RunStore, name: str, storage: str | None = None) -> optuna
 
 
 def study_names(store: RunStore, storage: str | None = None) -> list[str]:
-    """Studies in the storage, newest name last."""
+    """Names of the studies in the storage, sorted."""
     if not storage and not journal_path(store).is_file():
         return []
     return sorted(s.study_name for s in optuna.get_all_study_summaries(storage_for(store, storage)))
