@@ -335,6 +335,8 @@ class JobService:
                 status, message = "interrupted", f"{exc}; its finished epochs are kept"
             if job.stop_as and status == "stopped":
                 status = job.stop_as
+                if status == "pruned":
+                    message = f"pruned after epoch {len(job.history)}: behind the other trials at the same epoch"
             if self._closing and status in ("stopped", "interrupted"):
                 message = "the lab was shut down while it trained; its finished epochs are kept"
             self._end(job, status, message)
