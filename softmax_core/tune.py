@@ -284,3 +284,60 @@ def local_trial(data: Mnist, store: RunStore) -> RunTrial:
         return store.get(writer.run_id)
 
     return run_trial
+
+
+@dataclass
+class Search:
+    """A search the dashboard started: its study, trials asked for, and the thread that runs them."""
+
+    study: str
+    trials: int
+    stop: threading.Event
+    thread: threading.Thread | None = None
+    error: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+
+_searches: dict[str, Search] = {}
+_searches_lock = threading.Lock()
+
+
+def start_search(service: JobService, store: RunStore, trials: int, epochs_max: int, seed: int = 0) -> Search:
+    """Start a new study whose trials queue in ``service`` (as many at once as it has slots); returns at once.
+
+    The search belongs to the server, not to a browser session: any session can watch or stop it.
+    """
+    study = open_study(store, seed=seed, epochs_max=epochs_max)
+    search = Search(study.study_name, trials, threading.Event())
+
+    def work() -> None:
+        try:
+            tune(study, trials, service_trial(service, store), stop=search.stop, parallel=service.workers)
+        except Exception as exc:  # shown on the page instead of a silent dead thread
+            search.error = f"{type(exc).__name__}: {exc}"
+
+    search.thread = threading.Thread(target=work, name=f"search-{study.study_name}", daemon=True)
+    with _searches_lock:
+        _searches[study.study_name] = search
+    search.thread.start()
+    return search
+
+
+def running_search(name: str) -> Search | None:
+    """The dashboard's search of that study, while it runs."""
+    with _searches_lock:
+        search = _searches.get(name)
+    return search if search is not None and search.running else None
+
+
+def stop_search(service: JobService, name: str) -> None:
+    """Start no more trials and stop the study's queued and running ones (they end as failed trials)."""
+    search = running_search(name)
+    if search is not None:
+        search.stop.set()
+    for job in service.active():
+        if job.sweep == name:
+            service.stop(job.run_id)

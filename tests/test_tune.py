@@ -127,3 +127,30 @@ def test_a_study_keeps_the_epochs_max_it_was_created_with(tmp_path):
     assert tune.open_study(store, "fixed").user_attrs["epochs_max"] == 12
     with pytest.raises(ValueError, match="up to 12 epochs"):
         tune.open_study(store, "fixed", epochs_max=20)
+
+
+def test_the_sweep_page_runs_an_optuna_search_in_the_job_queue(mnist, runs_dir) -> None:
+    """Trials are jobs of the lab's service (the worker process trains them); the page shows Optuna's figures."""
+    from apptest import WAIT, open_page
+    from softmax_core.jobs import shared_service
+    from softmax_core.tune import running_search
+
+    at = open_page("pages/sweep.py")
+    at.segmented_control(key="sweep_mode").set_value("optuna").run()
+    at.number_input(key="tune_trials").set_value(3)
+    at.number_input(key="tune_epochs_max").set_value(2)
+    at.button(key="FormSubmitter:tune_form-Start search").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    study = at.query_params["study"]
+    study = study[0] if isinstance(study, list) else study
+    search = running_search(study)
+    assert search is not None and search.thread is not None
+    search.thread.join(WAIT)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    runs = [r for r in RunStore(runs_dir).list() if r.sweep == study]
+    assert len(runs) == 3 and {r.status for r in runs} <= {"completed", "pruned", "diverged"}
+    assert shared_service().snapshot(runs[0].run_id) is not None  # trained by the job service, not the page
+    titles = {json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")}
+    assert {"Optimisation history", "Parallel coordinates"} <= titles
+    assert any(p.proto.page == "train" for p in at.get("page_link"))
