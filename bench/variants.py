@@ -113,7 +113,7 @@ def engine(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> T
 
 def numpy_sgd(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Trained:
     """A plain NumPy minibatch loop in float32: the gradient written out, as the engine does."""
-    X, Y = data.train_x, data.train_y
+    X, Y = data.images("train"), data.train_y
     W, b = np.zeros((PIXELS, CLASSES), np.float32), np.zeros(CLASSES, np.float32)
     lr32 = np.float32(lr)
     clock, step_losses = EpochClock(), []
@@ -145,7 +145,7 @@ def tf1_session(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int)
     import tensorflow as tf
 
     v1 = tf.compat.v1
-    X, Y = data.train_x, data.train_y
+    X, Y = data.images("train"), data.train_y
     clock = EpochClock()
     with tf.Graph().as_default():
         x = v1.placeholder(tf.float32, [None, PIXELS])
@@ -193,7 +193,7 @@ def keras_fit(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr), loss="sparse_categorical_crossentropy")
     timer, fit_calls = EpochTimer(), []
     for epoch, perm in enumerate(permutations(len(data.train_y), epochs, seed)):
-        xs, ys = data.train_x[perm], data.train_y[perm]
+        xs, ys = data.images("train", perm), data.train_y[perm]
         started = time.perf_counter()
         model.fit(xs, ys, batch_size=batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False,
                   verbose=0, callbacks=[timer])
@@ -213,7 +213,7 @@ def floor(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Tr
     """
     import tensorflow as tf
 
-    X = data.train_x
+    X = data.images("train")
     W = np.random.default_rng(seed).normal(0, 0.01, (PIXELS, CLASSES)).astype(np.float32)
     G = np.random.default_rng(seed + 1).normal(0, 0.01, (len(X), CLASSES)).astype(np.float32)
     tX, tW, tG = (tf.constant(a) for a in (X, W, G))
@@ -251,7 +251,7 @@ VARIANTS: dict[str, Callable[[Mnist, int, int, float, int], Trained]] = {
 
 def train_loss(W: np.ndarray, b: np.ndarray, data: Mnist) -> float:
     """Mean cross-entropy over the full train split, in float64: the same yardstick for all."""
-    logits = data.train_x.astype(np.float64) @ W.astype(np.float64) + b
+    logits = data.images("train").astype(np.float64) @ W.astype(np.float64) + b
     logits -= logits.max(axis=1, keepdims=True)
     log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
     return float(-log_p[np.arange(len(data.train_y)), data.train_y].mean())
@@ -261,8 +261,7 @@ def limited(data: Mnist, examples: int) -> Mnist:
     """The first ``examples`` train rows (all of validation and test), for quick smoke runs."""
     if examples >= len(data.train_y):
         return data
-    return Mnist(data.train_x[:examples], data.train_y[:examples], data.validation_x, data.validation_y,
-                 data.test_x, data.test_y, data.source)
+    return data.head(examples, len(data.validation_y), len(data.test_y))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,8 +17,7 @@ from softmax_core.train import DIVERGED_LOSS, evaluate, train
 @pytest.fixture(scope="module")
 def small(mnist: Mnist) -> Mnist:
     """A real slice: 3,000 train, 500 validation, 1,000 test digits."""
-    return Mnist(mnist.train_x[:3000], mnist.train_y[:3000], mnist.validation_x[:500],
-                 mnist.validation_y[:500], mnist.test_x[:1000], mnist.test_y[:1000], mnist.source)
+    return mnist.head(3000, 500, 1000)
 
 
 def numpy_reference(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[float]]:
@@ -67,7 +66,7 @@ def numpy_reference(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> tuple[
 def test_engine_matches_numpy_reference(small, optimizer, lr, schedule, l2, batch):
     config = TrainConfig(learning_rate=lr, batch_size=batch, epochs=2, optimizer=optimizer, schedule=schedule, l2=l2)
     result = train(config, small)
-    W, b, losses = numpy_reference(config, small.train_x.astype(np.float64), small.train_y)
+    W, b, losses = numpy_reference(config, small.images("train").astype(np.float64), small.train_y)
     assert result.status == "completed"
     np.testing.assert_allclose(result.W, W, atol=2e-4, rtol=1e-3)
     np.testing.assert_allclose(result.b, b, atol=2e-4, rtol=1e-3)
