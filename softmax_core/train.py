@@ -135,7 +135,7 @@ def _cosine(lr0: float, step: int, total: int) -> float:
     return lr0 * 0.5 * (1.0 + math.cos(math.pi * step / total))
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, autograph=False)
 def _run_chunk(optimizer: str, Wt, b, slots, X, Y, batches, sizes, steps, lr0, cosine, l2, step0, total_steps):
     """The first ``steps`` batches of ``batches`` as minibatch updates, in one XLA program.
 
@@ -202,7 +202,7 @@ def _apply(optimizer: str, Wt, b, gWt, gb, slots, lr, t):
     return Wt, b, (mW, mb, vW, vb)
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, autograph=False)
 def _evaluation(Wt, b, splits):
     """(loss, accuracy) of each split, in one XLA call, a block of rows per product."""
     return tf.stack([_loss_and_accuracy(Wt, b, X, Y) for X, Y in splits])
@@ -240,6 +240,20 @@ def _evaluate_t(Wt: tf.Tensor, b: tf.Tensor, data: Mnist) -> dict[str, float]:
 def evaluate(W: np.ndarray | tf.Tensor, b: np.ndarray | tf.Tensor, data: Mnist) -> dict[str, float]:
     """Full-split loss and accuracy for train, validation and test."""
     return _evaluate_t(tf.transpose(tf.convert_to_tensor(W, tf.float32)), tf.convert_to_tensor(b, tf.float32), data)
+
+
+def _compile_evaluation(Wt: tf.Tensor, b: tf.Tensor, data: Mnist) -> threading.Thread | None:
+    """Compile the evaluation for ``data`` in a background thread, the first time only.
+
+    It then compiles on the second core while the first calls train, instead of after them.
+    """
+    with _tensors_lock:
+        if data.cache.get("evaluation compiled"):
+            return None
+        data.cache["evaluation compiled"] = True
+    thread = threading.Thread(target=_evaluate_t, args=(Wt, b, data), name="compile evaluation", daemon=True)
+    thread.start()
+    return thread
 
 
 def _diverged(step_losses: np.ndarray, train_loss: float) -> bool:
@@ -302,6 +316,7 @@ def train(config: TrainConfig, data: Mnist, on_epoch: EpochCallback | None = Non
                    l2=tf.constant(config.l2, tf.float32), total_steps=tf.constant(total_steps))
     history: list[EpochMetrics] = []
     started = time.perf_counter()
+    evaluation_ready = _compile_evaluation(Wt, b, data)
     status, message = "completed", ""
     for epoch in range(config.epochs):
         step = epoch * steps_per_epoch
@@ -323,6 +338,8 @@ def train(config: TrainConfig, data: Mnist, on_epoch: EpochCallback | None = Non
         if status == "stopped":
             break
         losses_np = np.concatenate(step_losses)
+        if evaluation_ready:
+            evaluation_ready.join()
         metrics = _evaluate_t(Wt, b, data)
         if _diverged(losses_np, metrics["train_loss"]):
             status = "diverged"
