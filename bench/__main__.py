@@ -63,6 +63,9 @@ def evaluation(summary: dict) -> dict[str, float | None]:
     }
 
 
+FIRST_EPOCH_KEYS = ("first_epoch_seconds", "first_call_overhead_seconds")
+
+
 def engine_costs(summary: dict, small_batch: int) -> dict[str, Any]:
     """The engine's figures beyond speed: the small batch, the first epoch, the training process's memory."""
     engines = {variant: summary.get(variant) or {} for variant in ("engine", "engine_defaults")}
@@ -70,8 +73,8 @@ def engine_costs(summary: dict, small_batch: int) -> dict[str, Any]:
     return {
         "small_batch": small_batch,
         "small_batch_seconds_per_epoch": small["seconds_per_epoch"] if small else None,
-        "first_epoch": {variant: {batch: {key: row[key] for key in ("first_epoch_seconds", "first_call_overhead_seconds")}
-                                  for batch, row in rows.items()} for variant, rows in engines.items()},
+        "first_epoch": {variant: {batch: {key: row[key] for key in FIRST_EPOCH_KEYS} for batch, row in rows.items()}
+                        for variant, rows in engines.items()},
         "peak_rss_mb": {variant: {batch: row["peak_rss_mb"] for batch, row in rows.items()}
                         for variant, rows in summary.items()},
     }
@@ -97,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = speed.summarise(results)
         figures["speed"] = summary
         figures.update(speed.ratios(summary))
+        figures["cpu_ratios"] = speed.ratios(summary, "cpu_seconds_per_epoch")
         figures.update(evaluation(summary))
         figures.update(engine_costs(summary, args.small_batch))
         log("canvas -> probabilities …")

@@ -24,7 +24,7 @@ TARGETS = {
     "canvas_to_probabilities_seconds": ("canvas -> probabilities (s)", "<=", 0.020),
     "memory_3_vs_1": ("peak RSS, 3 sessions / 1 session", "<=", 1.5),
 }
-"""Issue 12's targets (and issue 4's canvas and memory ones): key in ``flat_figures`` -> (description, comparison, limit)."""
+"""Issue 12's targets (issue 4's for canvas and memory): flat figure -> (description, comparison, limit)."""
 
 
 def flat_figures(figures: dict[str, Any]) -> dict[str, float | None]:

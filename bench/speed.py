@@ -104,11 +104,13 @@ def summarise(results: list[dict]) -> dict[str, dict[str, dict]]:
             skip = 0 if variant == "floor" else 1
             later = [s for r in runs for s in r["epoch_seconds"][skip:]]
             later_cpu = [s for r in runs for s in r["epoch_cpu_seconds"][skip:]]
+            per_repeat = [statistics.median(r["epoch_seconds"][skip:]) for r in runs]
             first = statistics.median(r["epoch_seconds"][0] for r in runs)
             steady = statistics.median(later)
             losses = [r["final_train_loss"] for r in runs if r["final_train_loss"] is not None]
             summary.setdefault(variant, {})[str(batch_size)] = {
                 "seconds_per_epoch": steady,
+                "spread_seconds_per_epoch": [min(per_repeat), max(per_repeat)],
                 "cpu_seconds_per_epoch": statistics.median(later_cpu),
                 "first_epoch_seconds": None if variant == "floor" else first,
                 "first_call_overhead_seconds": None if variant == "floor" else first - steady,
@@ -121,15 +123,18 @@ def summarise(results: list[dict]) -> dict[str, dict[str, dict]]:
     return summary
 
 
-def ratios(summary: dict[str, dict[str, dict]]) -> dict[str, dict[str, float]]:
+def ratios(summary: dict[str, dict[str, dict]], key: str = "seconds_per_epoch") -> dict[str, dict[str, float]]:
     """engine seconds / peer seconds at each batch size both ran: below 1 the engine is faster.
 
     ``defaults_vs_sgd`` is the engine with the lab's defaults over the engine with plain SGD.
+    ``key="cpu_seconds_per_epoch"`` gives the same ratios of process CPU time, which a loaded
+    machine disturbs far less than wall time.
     """
     out: dict[str, dict[str, float]] = {}
-    pairs = [(f"engine_vs_{peer}", "engine", peer) for peer in PEERS] + [("defaults_vs_sgd", "engine_defaults", "engine")]
+    pairs = [(f"engine_vs_{peer}", "engine", peer) for peer in PEERS]
+    pairs.append(("defaults_vs_sgd", "engine_defaults", "engine"))
     for name, mine, other in pairs:
-        out[name] = {f"batch_{batch}": row["seconds_per_epoch"] / summary[other][batch]["seconds_per_epoch"]
+        out[name] = {f"batch_{batch}": row[key] / summary[other][batch][key]
                      for batch, row in summary.get(mine, {}).items() if batch in summary.get(other, {})}
     return out
 

@@ -171,7 +171,8 @@ def _gradient(Wt, b, X, Y, blocks, size):
         row_losses, g = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(features=logits, labels=tf.gather(Y, idx))
         weight = tf.where(tf.range(width) + j * width < size, scale, 0.0)
         g = g * weight[:, None]
-        return j + 1, loss + tf.reduce_sum(row_losses * weight), gWt + tf.matmul(g, x, transpose_a=True), gb + tf.reduce_sum(g, axis=0)
+        gWt += tf.matmul(g, x, transpose_a=True)
+        return j + 1, loss + tf.reduce_sum(row_losses * weight), gWt, gb + tf.reduce_sum(g, axis=0)
 
     zeros = (0, 0.0, tf.zeros_like(Wt), tf.zeros_like(b))
     if count == 1:

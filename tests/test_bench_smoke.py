@@ -43,11 +43,14 @@ def test_json_line_has_every_figure(bench_run) -> None:
             row = figures["speed"][variant][batch]
             assert row["seconds_per_epoch"] > 0 and row["cpu_seconds_per_epoch"] > 0 and row["peak_rss_mb"] > 0
             assert row["repeats"] == 1
+            low, high = row["spread_seconds_per_epoch"]
+            assert 0 < low <= high
     for peer in PEERS:
         ratios = figures[f"engine_vs_{peer}"]
         assert set(ratios) == {f"batch_{b}" for b in BATCHES}
         assert all(isinstance(r, float) and r > 0 for r in ratios.values())
     assert set(figures["defaults_vs_sgd"]) == {f"batch_{b}" for b in BATCHES}
+    assert set(figures["cpu_ratios"]) == {f"engine_vs_{peer}" for peer in PEERS} | {"defaults_vs_sgd"}
     assert figures["evaluation_seconds"] > 0 and figures["in_train_evaluation_seconds"] > 0
     assert figures["small_batch"] == 10 and figures["small_batch_seconds_per_epoch"] > 0
     assert figures["first_epoch"]["engine"]["100"]["first_epoch_seconds"] > 0
