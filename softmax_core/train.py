@@ -15,7 +15,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -30,6 +32,8 @@ CALL_EXAMPLES = 11_000
 batch size, so Stop lands promptly and progress streams, and the fixed cost per call stays small."""
 SUB_BATCH = 250
 """Most rows of a batch whose float32 copy (784 KB) the step keeps in cache between its two products."""
+COMPILE_THREADS = 2
+"""Programs ``warm_up`` compiles at once: XLA compiles on the calling thread, one core each."""
 EVAL_BLOCK = 500
 """Rows per matrix product in an evaluation: their float32 copy (1.6 MB) stays in cache."""
 DIVERGED_LOSS = 100 * math.log(CLASSES)
@@ -364,18 +368,28 @@ def warm_up(data: Mnist, batch_sizes: tuple[int, ...] = (100, 1000),
     """Compile the engine for ``data`` at these batch sizes and optimizers, and the evaluation.
 
     A worker process calls it before its first job, so that a first run's first epoch does not
-    pay tracing and XLA compilation (each program is compiled once per process and shape). Runs
-    no training step; returns the seconds it took.
+    pay tracing and XLA compilation (each program is compiled once per process and shape, about
+    1 CPU second each). The programs compile two at a time, one per core. Each runs one
+    throwaway step (a loop body's first run has a one-off cost too). Returns the seconds taken.
     """
     started = time.perf_counter()
     tensors = _tensors(data)
     Wt, b = tf.zeros([CLASSES, tensors.train_x.shape[1]]), tf.zeros([CLASSES])
-    scalars = dict(lr0=tf.constant(0.0), cosine=tf.constant(False), l2=tf.constant(0.0), total_steps=tf.constant(1))
-    for optimizer in optimizers:
-        for batch_size in batch_sizes:
-            per_call = _steps_per_call(batch_size)
-            _run_chunk(optimizer, Wt, b, _zero_slots(optimizer, Wt, b), tensors.train_x, tensors.train_y,
-                       tf.zeros([per_call, *_block_shape(batch_size)], tf.int32), tf.zeros([per_call], tf.int32),
-                       tf.constant(1), step0=tf.constant(0), **scalars)[-1].numpy()
-    _evaluate_t(Wt, b, data)
+    with _tensors_lock:
+        data.cache["evaluation compiled"] = True
+    jobs = [partial(_evaluate_t, Wt, b, data)]
+    jobs += [partial(_first_call, tensors, optimizer, batch) for optimizer in optimizers for batch in batch_sizes]
+    with ThreadPoolExecutor(COMPILE_THREADS, thread_name_prefix="warm up") as pool:
+        for done in [pool.submit(job) for job in jobs]:
+            done.result()
     return time.perf_counter() - started
+
+
+def _first_call(tensors: _Tensors, optimizer: str, batch_size: int) -> None:
+    """One throwaway step of the program for this optimizer and batch size: compiles it."""
+    Wt, b = tf.zeros([CLASSES, tensors.train_x.shape[1]]), tf.zeros([CLASSES])
+    per_call = _steps_per_call(batch_size)
+    _run_chunk(optimizer, Wt, b, _zero_slots(optimizer, Wt, b), tensors.train_x, tensors.train_y,
+               tf.zeros([per_call, *_block_shape(batch_size)], tf.int32), tf.zeros([per_call], tf.int32),
+               tf.constant(1), step0=tf.constant(0), lr0=tf.constant(0.0), cosine=tf.constant(False),
+               l2=tf.constant(0.0), total_steps=tf.constant(1))[-1].numpy()
