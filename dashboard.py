@@ -23,7 +23,7 @@ SAMPLES_PER_DIGIT = 2
 def digit_strip(data: Mnist, per_digit: int = SAMPLES_PER_DIGIT) -> tuple[np.ndarray, list[int]]:
     """The first ``per_digit`` test images of each digit side by side, dark ink on white."""
     picks = [int(i) for digit in range(10) for i in np.flatnonzero(data.test_y == digit)[:per_digit]]
-    images = data.test_x[picks].reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
+    images = data.images("test", picks).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
     return 1.0 - np.concatenate(list(images), axis=1), [int(data.test_y[i]) for i in picks]
 
 

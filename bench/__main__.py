@@ -13,7 +13,8 @@ import statistics
 import sys
 from typing import Any
 
-from . import dashboard, report, speed
+from . import canvas, dashboard, report, speed
+from .blas import blas_info
 from .speed import BenchError, SpeedSettings, child_env, run_child
 
 
@@ -31,15 +32,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-memory", action="store_true", help="skip the server's peak RSS with 1 and 3 sessions")
     parser.add_argument("--keep-openblas-env", action="store_true",
                         help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE in the children (dropped by default)")
+    parser.add_argument("--small-batch", type=int, default=10,
+                        help="the engine alone also runs at this batch size (default 10; 0 skips it)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run every variant in this process: smoke runs only (one TensorFlow import, "
+                             "shared state, timings not comparable)")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.epochs < 2:
         parser.error("need --repeats >= 1 and --epochs >= 2 (epoch 1 holds the tracing)")
     return args
 
 
-def machine(keep_openblas_env: bool) -> dict[str, Any]:
+def machine(keep_openblas_env: bool, in_process: bool) -> dict[str, Any]:
     """What the figures depend on: cores, load, Python, NumPy's BLAS kernel in the children."""
-    probe = run_child("bench.blas", [], child_env(keep_openblas_env), timeout=120)
+    probe = blas_info() if in_process else run_child("bench.blas", [], child_env(keep_openblas_env), timeout=120)
     return {
         "cpus": os.cpu_count(), "load_average_before": list(os.getloadavg()),
         "python": platform.python_version(), "numpy_blas": probe,
@@ -57,6 +63,23 @@ def evaluation(summary: dict) -> dict[str, float | None]:
     }
 
 
+FIRST_EPOCH_KEYS = ("first_epoch_seconds", "first_call_overhead_seconds")
+
+
+def engine_costs(summary: dict, small_batch: int) -> dict[str, Any]:
+    """The engine's figures beyond speed: the small batch, the first epoch, the training process's memory."""
+    engines = {variant: summary.get(variant) or {} for variant in ("engine", "engine_defaults")}
+    small = engines["engine"].get(str(small_batch))
+    return {
+        "small_batch": small_batch,
+        "small_batch_seconds_per_epoch": small["seconds_per_epoch"] if small else None,
+        "first_epoch": {variant: {batch: {key: row[key] for key in FIRST_EPOCH_KEYS} for batch, row in rows.items()}
+                        for variant, rows in engines.items()},
+        "peak_rss_mb": {variant: {batch: row["peak_rss_mb"] for batch, row in rows.items()}
+                        for variant, rows in summary.items()},
+    }
+
+
 def memory(log) -> dict:
     """The server's peak RSS with 1 and 3 browser sessions, and one process's RSS stage by stage."""
     figures = dashboard.memory(log)
@@ -68,18 +91,21 @@ def memory(log) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = SpeedSettings(tuple(args.batch_sizes), args.repeats, args.epochs, args.lr, args.seed,
-                             args.examples, args.keep_openblas_env)
+                             args.examples, args.keep_openblas_env, args.small_batch, args.in_process)
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731  progress goes to stderr
     try:
-        figures: dict[str, Any] = {"settings": vars(args), "machine": machine(args.keep_openblas_env)}
+        figures: dict[str, Any] = {"settings": vars(args), "machine": machine(args.keep_openblas_env, args.in_process)}
         log("training speed …")
         results = speed.measure_speed(settings, log)
         summary = speed.summarise(results)
         figures["speed"] = summary
         figures.update(speed.ratios(summary))
+        figures["cpu_ratios"] = speed.ratios(summary, "cpu_seconds_per_epoch")
         figures.update(evaluation(summary))
+        figures.update(engine_costs(summary, args.small_batch))
         log("canvas -> probabilities …")
-        figures["canvas"] = run_child("bench.canvas", ["--calls", str(args.canvas_calls)], child_env())
+        figures["canvas"] = (canvas.canvas_latency(args.canvas_calls) if args.in_process
+                             else run_child("bench.canvas", ["--calls", str(args.canvas_calls)], child_env()))
         figures["browser"] = dashboard.skipped("--skip-browser") if args.skip_browser else dashboard.start_latency(log)
         figures["memory"] = dashboard.skipped("--skip-memory") if args.skip_memory else memory(log)
     except BenchError as exc:

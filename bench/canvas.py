@@ -38,7 +38,7 @@ def canvas_latency(calls: int, side: int = CANVAS_SIDE, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     W = rng.normal(0, 0.01, (PIXELS, CLASSES)).astype(np.float32)
     b = np.zeros(CLASSES, np.float32)
-    images = [canvas_image(data.test_x[i], side) for i in rng.choice(len(data.test_y), 20, replace=False)]
+    images = [canvas_image(data.images("test", i), side) for i in rng.choice(len(data.test_y), 20, replace=False)]
     predict_proba(W, b, canvas_to_mnist(images[0]))
     seconds, preprocess_seconds = [], []
     for k in range(calls):

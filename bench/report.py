@@ -11,24 +11,30 @@ from typing import Any
 from .speed import PEERS, VARIANT_NAMES
 
 TARGETS = {
-    "engine_vs_numpy_batch_100": ("engine / NumPy at batch 100", "<=", 1.0),
-    "engine_vs_keras_batch_100": ("engine / Keras fit at batch 100", "<=", 1 / 5),
-    "engine_vs_tf1_batch_100": ("engine / TF1 Session at batch 100", "<=", 1 / 2.5),
-    "engine_vs_floor_batch_1000": ("engine / floor at batch 1000", "<=", 1.5),
-    "evaluation_seconds": ("per-epoch evaluation (s)", "<=", 0.04),
+    "engine_vs_numpy_batch_100": ("engine / NumPy at batch 100", "<=", 0.65),
+    "engine_vs_numpy_batch_1000": ("engine / NumPy at batch 1000", "<=", 0.65),
+    "engine_vs_floor_batch_100": ("engine / floor at batch 100", "<=", 1.4),
+    "engine_vs_floor_batch_1000": ("engine / floor at batch 1000", "<=", 1.25),
+    "engine_vs_keras_batch_100": ("engine / Keras fit at batch 100", "<=", 0.12),
+    "engine_vs_tf1_batch_100": ("engine / TF1 Session at batch 100", "<=", 0.25),
+    "defaults_vs_sgd_batch_100": ("defaults / SGD at batch 100", "<=", 1.15),
+    "defaults_vs_sgd_batch_1000": ("defaults / SGD at batch 1000", "<=", 1.15),
+    "evaluation_seconds": ("per-epoch evaluation (s)", "<=", 0.025),
+    "small_batch_seconds_per_epoch": ("engine s/epoch at the small batch (10)", "<=", 0.1),
     "canvas_to_probabilities_seconds": ("canvas -> probabilities (s)", "<=", 0.020),
     "memory_3_vs_1": ("peak RSS, 3 sessions / 1 session", "<=", 1.5),
 }
-"""Issue 4's targets: key in ``flat_figures`` -> (description, comparison, limit)."""
+"""Issue 12's targets (issue 4's for canvas and memory): flat figure -> (description, comparison, limit)."""
 
 
 def flat_figures(figures: dict[str, Any]) -> dict[str, float | None]:
     """The figures the targets speak of, by flat name."""
     flat: dict[str, float | None] = {}
-    for peer in PEERS:
-        for batch, value in figures.get(f"engine_vs_{peer}", {}).items():
-            flat[f"engine_vs_{peer}_{batch}"] = value
+    for name in [f"engine_vs_{peer}" for peer in PEERS] + ["defaults_vs_sgd"]:
+        for batch, value in figures.get(name, {}).items():
+            flat[f"{name}_{batch}"] = value
     flat["evaluation_seconds"] = figures.get("evaluation_seconds")
+    flat["small_batch_seconds_per_epoch"] = figures.get("small_batch_seconds_per_epoch")
     flat["canvas_to_probabilities_seconds"] = (figures.get("canvas") or {}).get("seconds")
     flat["memory_3_vs_1"] = (figures.get("memory") or {}).get("ratio_3_vs_1")
     return flat
@@ -53,20 +59,23 @@ def table(figures: dict[str, Any]) -> str:
         lines += [
             f"Training speed: seconds per epoch on {settings['examples']:,} x 784, SGD lr {settings['lr']:g}, "
             f"median of epochs 2..{settings['epochs']} over {settings['repeats']} repeats "
-            "(one process per variant per repeat)",
+            + ("(all in one process: a smoke run, not comparable)" if settings.get("in_process")
+               else "(one process per variant per repeat)"),
             "ratio = engine seconds / peer seconds (< 1: the engine is faster)",
             "cpu s = process CPU seconds per epoch, all threads: the work, less disturbed by a busy machine",
-            f"{'variant':<8} {'batch':>6} {'s/epoch':>9} {'cpu s':>8} {'1st epoch':>10} {'1st-call':>9} "
-            f"{'final train loss':>17} {'engine/peer':>12}",
+            "engine_defaults = the engine with the lab's defaults (Adam, cosine, L2); its ratio is defaults / SGD",
+            f"{'variant':<15} {'batch':>6} {'s/epoch':>9} {'cpu s':>8} {'1st epoch':>10} {'1st-call':>9} "
+            f"{'final train loss':>17} {'peak RSS':>9} {'ratio':>6}",
         ]
         for variant in VARIANT_NAMES:
+            ratio_name = "defaults_vs_sgd" if variant == "engine_defaults" else f"engine_vs_{variant}"
             for batch, row in (speed.get(variant) or {}).items():
-                ratio = figures.get(f"engine_vs_{variant}", {}).get(f"batch_{batch}")
+                ratio = figures.get(ratio_name, {}).get(f"batch_{batch}")
                 lines.append(
-                    f"{variant:<8} {batch:>6} {row['seconds_per_epoch']:>9.4f} {row['cpu_seconds_per_epoch']:>8.4f} "
+                    f"{variant:<15} {batch:>6} {row['seconds_per_epoch']:>9.4f} {row['cpu_seconds_per_epoch']:>8.4f} "
                     f"{_num(row['first_epoch_seconds'], 10, 3)} "
                     f"{_num(row['first_call_overhead_seconds'], 9, 3)} {_num(row['final_train_loss'], 17, 6)} "
-                    f"{_num(ratio, 12, 2)}")
+                    f"{_mb(row['peak_rss_mb']):>9} {_num(ratio, 6, 2)}")
         lines.append(f"NumPy BLAS: {figures['machine'].get('numpy_blas')}")
         floor = (speed.get("floor") or {})
         if floor:
@@ -94,10 +103,10 @@ def table(figures: dict[str, Any]) -> str:
     lines.append(f"  server peak RSS: idle {_mb(memory.get('idle_mb'))}, 1 session training {_mb(memory.get('peak_1_mb'))}, "
                  f"3 at once {_mb(memory.get('peak_3_mb'))} (ratio {_num(memory.get('ratio_3_vs_1'), 0, 2).strip()})"
                  + (f"  ({memory['note']})" if memory.get("note") else ""))
-    lines += ["", "Targets (issue 4)"]
+    lines += ["", "Targets (issue 12; canvas and memory from issue 4)"]
     for row in figures["targets"].values():
         verdict = {True: "met", False: "MISSED", None: "not measured"}[row["met"]]
-        lines.append(f"  {row['label']:<38} {_num(row['value'], 9, 4)}  limit {row['limit']:.4g}  {verdict}")
+        lines.append(f"  {row['label']:<40} {_num(row['value'], 9, 4)}  limit {row['limit']:.4g}  {verdict}")
     return "\n".join(lines)
 
 

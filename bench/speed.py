@@ -1,7 +1,8 @@
 """Training speed: every variant in its own process, interleaved across repeats, then summarised.
 
 A repeat runs each variant once per batch size, in an order rotated by the repeat number so
-that no variant always runs first (or last) on a machine whose load drifts.
+that no variant always runs first (or last) on a machine whose load drifts, then the engine
+alone at the small batch size (batch 10: the per-step cost laid bare).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from . import variants
+
 PROJECT = Path(__file__).resolve().parents[1]
-VARIANT_NAMES = ("engine", "keras", "tf1", "numpy", "floor")
+VARIANT_NAMES = ("engine", "engine_defaults", "keras", "tf1", "numpy", "floor")
 PEERS = ("keras", "tf1", "numpy", "floor")
 CHILD_TIMEOUT = 900.0
 OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -36,6 +39,10 @@ class SpeedSettings:
     seed: int = 0
     examples: int = 55_000
     keep_openblas_env: bool = False
+    small_batch: int = 10
+    """The engine alone also runs at this batch size each repeat; 0 skips it."""
+    in_process: bool = False
+    """Run the variants in this process (smoke runs only: one TensorFlow import, timings not comparable)."""
 
 
 def child_env(keep_openblas_env: bool = False) -> dict[str, str]:
@@ -66,17 +73,19 @@ def measure_speed(settings: SpeedSettings, report: Callable[[str], None] = print
     results = []
     for repeat in range(settings.repeats):
         shift = repeat % len(VARIANT_NAMES)
-        order = VARIANT_NAMES[shift:] + VARIANT_NAMES[:shift]
-        for batch_size in settings.batch_sizes:
-            for variant in order:
-                args = [variant, "--batch-size", str(batch_size), "--epochs", str(settings.epochs),
-                        "--lr", repr(settings.lr), "--seed", str(settings.seed), "--examples", str(settings.examples)]
-                result = run_child("bench.variants", args, env)
-                result["repeat"] = repeat
-                results.append(result)
-                steady = statistics.median(result["epoch_seconds"][1:] or result["epoch_seconds"])
-                report(f"  repeat {repeat + 1}/{settings.repeats} batch {batch_size:>5} {variant:<7} "
-                       f"{steady:.4f} s/epoch  final train loss {_loss_text(result['final_train_loss'])}")
+        runs = [(batch_size, variant) for batch_size in settings.batch_sizes
+                for variant in VARIANT_NAMES[shift:] + VARIANT_NAMES[:shift]]
+        if settings.small_batch:
+            runs.append((settings.small_batch, "engine"))
+        for batch_size, variant in runs:
+            args = [variant, "--batch-size", str(batch_size), "--epochs", str(settings.epochs),
+                    "--lr", repr(settings.lr), "--seed", str(settings.seed), "--examples", str(settings.examples)]
+            result = variants.measure(args) if settings.in_process else run_child("bench.variants", args, env)
+            result["repeat"] = repeat
+            results.append(result)
+            steady = statistics.median(result["epoch_seconds"][1:] or result["epoch_seconds"])
+            report(f"  repeat {repeat + 1}/{settings.repeats} batch {batch_size:>5} {variant:<15} "
+                   f"{steady:.4f} s/epoch  final train loss {_loss_text(result['final_train_loss'])}")
     return results
 
 
@@ -95,15 +104,18 @@ def summarise(results: list[dict]) -> dict[str, dict[str, dict]]:
             skip = 0 if variant == "floor" else 1
             later = [s for r in runs for s in r["epoch_seconds"][skip:]]
             later_cpu = [s for r in runs for s in r["epoch_cpu_seconds"][skip:]]
+            per_repeat = [statistics.median(r["epoch_seconds"][skip:]) for r in runs]
             first = statistics.median(r["epoch_seconds"][0] for r in runs)
             steady = statistics.median(later)
             losses = [r["final_train_loss"] for r in runs if r["final_train_loss"] is not None]
             summary.setdefault(variant, {})[str(batch_size)] = {
                 "seconds_per_epoch": steady,
+                "spread_seconds_per_epoch": [min(per_repeat), max(per_repeat)],
                 "cpu_seconds_per_epoch": statistics.median(later_cpu),
                 "first_epoch_seconds": None if variant == "floor" else first,
                 "first_call_overhead_seconds": None if variant == "floor" else first - steady,
                 "final_train_loss": statistics.median(losses) if losses else None,
+                "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
                 "epochs_timed": len(later),
                 "repeats": len(runs),
                 "extra": _merged_extra(runs),
@@ -111,15 +123,19 @@ def summarise(results: list[dict]) -> dict[str, dict[str, dict]]:
     return summary
 
 
-def ratios(summary: dict[str, dict[str, dict]]) -> dict[str, dict[str, float | None]]:
-    """engine seconds / peer seconds per batch size: below 1 the engine is faster."""
-    out: dict[str, dict[str, float | None]] = {}
-    for peer in PEERS:
-        out[f"engine_vs_{peer}"] = {}
-        for batch, engine in summary.get("engine", {}).items():
-            other = summary.get(peer, {}).get(batch)
-            out[f"engine_vs_{peer}"][f"batch_{batch}"] = (
-                engine["seconds_per_epoch"] / other["seconds_per_epoch"] if other else None)
+def ratios(summary: dict[str, dict[str, dict]], key: str = "seconds_per_epoch") -> dict[str, dict[str, float]]:
+    """engine seconds / peer seconds at each batch size both ran: below 1 the engine is faster.
+
+    ``defaults_vs_sgd`` is the engine with the lab's defaults over the engine with plain SGD.
+    ``key="cpu_seconds_per_epoch"`` gives the same ratios of process CPU time, which a loaded
+    machine disturbs far less than wall time.
+    """
+    out: dict[str, dict[str, float]] = {}
+    pairs = [(f"engine_vs_{peer}", "engine", peer) for peer in PEERS]
+    pairs.append(("defaults_vs_sgd", "engine_defaults", "engine"))
+    for name, mine, other in pairs:
+        out[name] = {f"batch_{batch}": row[key] / summary[other][batch][key]
+                     for batch, row in summary.get(mine, {}).items() if batch in summary.get(other, {})}
     return out
 
 

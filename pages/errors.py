@@ -87,5 +87,5 @@ st.caption(f"Showing {first + 1}–{first + len(index)} of {len(shown):,} mistak
 captions = [f"{result.labels[i]} → <b>{result.guesses[i]}</b> · {result.confidence[i]:.0%}" for i in index]
 hover = [f"test image #{i}<br>true {result.labels[i]}, guessed {result.guesses[i]} "
          f"with {result.confidence[i]:.1%}" for i in index]
-st.plotly_chart(digit_gallery(data.test_x[index], captions, hover, columns=COLUMNS), theme=None,
+st.plotly_chart(digit_gallery(data.images("test", index), captions, hover, columns=COLUMNS), theme=None,
                 key="errors_gallery", config={"displayModeBar": False})

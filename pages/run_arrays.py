@@ -30,7 +30,7 @@ def _predictions_on_test(root: str, run_id: str, epochs: int, _data: Mnist) -> P
     from softmax_core.model import predict_proba  # TensorFlow is imported only where it is used
 
     W, b = RunStore(root).load_weights(run_id)
-    return predictions(predict_proba(W, b, _data.test_x), _data.test_y)
+    return predictions(predict_proba(W, b, _data.images("test")), _data.test_y)
 
 
 def _root() -> str:

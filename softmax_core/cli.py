@@ -237,7 +237,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     store = _store(args)
     W, b = store.load_weights(args.run)
     data = _data(args)
-    matrix = confusion_matrix(data.test_y, (data.test_x @ W + b).argmax(axis=1))
+    matrix = confusion_matrix(data.test_y, (data.images("test") @ W + b).argmax(axis=1))
     per_class = per_class_accuracy(matrix)
     accuracy = float(matrix.trace() / matrix.sum())
     payload = {"run_id": args.run, "test_accuracy": accuracy, "per_class_accuracy": per_class.round(4).tolist(),

@@ -55,26 +55,53 @@ class DataError(Exception):
 
 @dataclass(frozen=True, eq=False)
 class Mnist:
-    """The tutorial's split: 55k train, 5k validation (last of the 60k), 10k test.
+    """The tutorial's split: 55k train, 5k validation (the last of the 60k), 10k test.
 
-    Images are float32 in [0, 1], shape (n, 784); labels are int32 in 0..9. Train and
-    validation are views into one array, so memory stays near the raw size.
+    Pixels are stored once, as uint8 rows of 784: ``pixels`` holds train then validation (the
+    training split is a 43 MB view of it, float32 would take 172 MB), ``test_pixels`` the test
+    split. ``images`` gives float32 in [0, 1] for the rows a caller needs. Labels are int32 0..9.
     """
 
-    train_x: np.ndarray
-    train_y: np.ndarray
-    validation_x: np.ndarray
-    validation_y: np.ndarray
-    test_x: np.ndarray
+    pixels: np.ndarray
+    labels: np.ndarray
+    test_pixels: np.ndarray
     test_y: np.ndarray
+    train_size: int
     source: Path
     cache: dict = field(default_factory=dict, repr=False)
 
+    @property
+    def train_y(self) -> np.ndarray:
+        return self.labels[:self.train_size]
+
+    @property
+    def validation_y(self) -> np.ndarray:
+        return self.labels[self.train_size:]
+
+    def split_pixels(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 pixels (views, no copy) and labels of ``train``, ``validation`` or ``test``."""
+        if name == "train":
+            return self.pixels[:self.train_size], self.train_y
+        if name == "validation":
+            return self.pixels[self.train_size:], self.validation_y
+        if name == "test":
+            return self.test_pixels, self.test_y
+        raise ValueError(f"unknown split {name!r}")
+
+    def images(self, name: str, rows: int | slice | np.ndarray | list[int] = slice(None)) -> np.ndarray:
+        """Selected rows of a split as float32 in [0, 1]: shape (784,) for one int, else (k, 784)."""
+        return scaled(self.split_pixels(name)[0][rows])
+
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Images and labels of ``train``, ``validation`` or ``test``."""
-        if name not in ("train", "validation", "test"):
-            raise ValueError(f"unknown split {name!r}")
-        return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
+        """Images (float32 in [0, 1], a fresh copy) and labels of ``train``, ``validation`` or ``test``."""
+        return self.images(name), self.split_pixels(name)[1]
+
+    def head(self, train: int, validation: int, test: int) -> "Mnist":
+        """The first rows of each split, as a new Mnist: real digits for quick tests and smoke runs."""
+        pixels = np.concatenate([self.pixels[:train], self.pixels[self.train_size:self.train_size + validation]])
+        labels = np.concatenate([self.train_y[:train], self.validation_y[:validation]])
+        return Mnist(aligned_copy(pixels), labels, aligned_copy(self.test_pixels[:test]), self.test_y[:test].copy(),
+                     min(train, self.train_size), self.source)
 
 
 def cache_dir() -> Path:
@@ -229,20 +256,22 @@ def parse_folder(folder: Path) -> Mnist:
     for images, labels, n in ((train_images, train_labels, 60_000), (test_images, test_labels, 10_000)):
         if images.shape != (n, IMAGE_SIDE, IMAGE_SIDE) or labels.shape != (n,):
             raise DataError(f"{folder}: unexpected MNIST shapes {images.shape} / {labels.shape}.")
-    train_x = _scaled(train_images)
-    train_y = train_labels.astype(np.int32)
     return Mnist(
-        train_x=train_x[:TRAIN_SIZE], train_y=train_y[:TRAIN_SIZE],
-        validation_x=train_x[TRAIN_SIZE:], validation_y=train_y[TRAIN_SIZE:],
-        test_x=_scaled(test_images), test_y=test_labels.astype(np.int32),
-        source=folder,
+        pixels=aligned_copy(train_images.reshape(-1, PIXELS)), labels=train_labels.astype(np.int32),
+        test_pixels=aligned_copy(test_images.reshape(-1, PIXELS)), test_y=test_labels.astype(np.int32),
+        train_size=TRAIN_SIZE, source=folder,
     )
 
 
-def _scaled(images: np.ndarray) -> np.ndarray:
-    """Pixels as float32 in [0, 1], in a 64-byte aligned buffer that TensorFlow can share without a copy."""
-    out = aligned_empty((len(images), PIXELS), np.float32)
-    np.multiply(images.reshape(len(images), PIXELS), np.float32(1.0 / 255.0), out=out, dtype=np.float32)
+def scaled(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels as float32 in [0, 1]."""
+    return np.multiply(pixels, np.float32(1.0 / 255.0), dtype=np.float32)
+
+
+def aligned_copy(array: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy on a 64-byte boundary, which TensorFlow can share without copying again."""
+    out = aligned_empty(array.shape, array.dtype)
+    out[...] = array
     return out
 
 

@@ -1,9 +1,13 @@
-"""Training: whole chunks of minibatch SGD run inside one compiled TensorFlow graph.
+"""Training: chunks of minibatch steps, each one XLA-compiled call over the uint8 pixels.
 
 One function, ``train``, serves the CLI, the dashboard's background jobs and the benchmarks.
 Per epoch it reports full train, validation and test loss and accuracy plus every minibatch
 loss; a stop event ends it between chunks, and a non-finite loss ends it as ``diverged``
-with the last finite weights kept.
+with the last finite weights kept. ``warm_up`` compiles the common shapes ahead of a first run.
+
+Importing this module sets TensorFlow's intra-op threads to 1 for the whole process (if no op
+has run yet): a step is too small to split across threads, and the handoff cost more than it
+saved. Training processes are dedicated workers, so the process-wide setting is theirs to make.
 """
 
 from __future__ import annotations
@@ -11,19 +15,28 @@ from __future__ import annotations
 import math
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
-from .config import TrainConfig
+from .config import OPTIMIZERS, TrainConfig
 from .data import CLASSES, Mnist
 from .metrics import EpochMetrics
 from .model import initial_weights
 
-CHUNK_EXAMPLES = 11_000
-"""Examples per compiled call: small enough for a prompt Stop and a smooth progress bar."""
+CALL_EXAMPLES = 11_000
+"""Examples per compiled call, about 5 calls an epoch: a call ends well within 0.2 s at any
+batch size, so Stop lands promptly and progress streams, and the fixed cost per call stays small."""
+SUB_BATCH = 250
+"""Most rows of a batch whose float32 copy (784 KB) the step keeps in cache between its two products."""
+COMPILE_THREADS = 2
+"""Programs ``warm_up`` compiles at once: XLA compiles on the calling thread, one core each."""
+EVAL_BLOCK = 500
+"""Rows per matrix product in an evaluation: their float32 copy (1.6 MB) stays in cache."""
 DIVERGED_LOSS = 100 * math.log(CLASSES)
 """A mean train loss above 100x an untrained model's (ln 10) means the weights have blown up.
 
@@ -31,6 +44,13 @@ The loss is computed stably from logits, so a too-large learning rate rarely yie
 yields huge, finite losses, which count as divergence too."""
 MOMENTUM = 0.9
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
+SPLITS = ("train", "validation", "test")
+PIXEL_SCALE = np.float32(1.0 / 255.0)
+
+try:
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+except RuntimeError:  # an op already ran in this process: its thread pool stays, training is slower
+    pass
 
 
 @dataclass
@@ -56,8 +76,10 @@ ProgressCallback = Callable[[float], None]
 @dataclass(frozen=True)
 class _Tensors:
     train_x: tf.Tensor
+    """uint8 pixels of the training split, (n, 784)."""
     train_y: tf.Tensor
-    splits: dict[str, tuple[tf.Tensor, tf.Tensor]]
+    splits: tuple[tuple[tf.Tensor, tf.Tensor], ...]
+    """(uint8 pixels, labels) of train, validation and test."""
 
 
 _tensors_lock = threading.Lock()
@@ -70,178 +92,283 @@ def _tensors(data: Mnist) -> _Tensors:
 
 
 def _make_tensors(data: Mnist) -> _Tensors:
-    splits = {name: tuple(_shared_tensor(a) for a in data.split(name)) for name in ("train", "validation", "test")}
-    data.cache["tensors"] = _Tensors(*splits["train"], splits)
+    splits = tuple(tuple(_shared_tensor(a) for a in data.split_pixels(name)) for name in SPLITS)
+    data.cache["tensors"] = _Tensors(*splits[0], splits)
     return data.cache["tensors"]
 
 
 def _shared_tensor(array: np.ndarray) -> tf.Tensor:
     """A tensor over the array's own memory (DLPack) when TF can use it, else a copy.
 
-    TF needs 64-byte aligned, C-contiguous buffers; data.py allocates the images that way, so the
-    185 MB of pixels are held once, not twice.
+    TF needs 64-byte aligned, C-contiguous buffers; data.py allocates the pixels that way, so
+    they are held once, as uint8, not copied into TensorFlow.
     """
     if array.flags.c_contiguous and array.ctypes.data % 64 == 0:
         return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
     return tf.convert_to_tensor(array)
 
 
-def _learning_rate(lr0: tf.Tensor, step: tf.Tensor, total: tf.Tensor) -> tf.Tensor:
-    """Cosine decay from lr0 to 0 over all steps of the run."""
-    progress = tf.cast(step, tf.float32) / tf.cast(total, tf.float32)
-    return lr0 * 0.5 * (1.0 + tf.cos(math.pi * progress))
+def _images(pixels: tf.Tensor) -> tf.Tensor:
+    """uint8 pixels as float32 in [0, 1], the same values as ``Mnist.images``."""
+    return tf.cast(pixels, tf.float32) * PIXEL_SCALE
 
 
-@tf.function(reduce_retracing=True)
-def _run_chunk(optimizer: str, cosine: bool, W, b, slots, X, Y, batches, lr0, l2, step0, total_steps):
-    """Minibatch updates over ``batches`` (steps x batch indices), in-graph; new state and step losses.
+def _cosine(lr0: float, step: int, total: int) -> float:
+    """Cosine decay from lr0 to 0 over all steps of the run, as the compiled loop applies it."""
+    return lr0 * 0.5 * (1.0 + math.cos(math.pi * step / total))
 
-    The gradient of mean softmax cross-entropy is written out, (p - onehot) / n, rather than
-    taped, and batches come as rows of a 2-D index array: fewest ops per step, which is most of
-    the cost at batch 100.
+
+@tf.function(jit_compile=True, autograph=False)
+def _run_chunk(optimizer: str, Wt, b, slots, X, Y, batches, sizes, steps, lr0, cosine, l2, step0, total_steps):
+    """The first ``steps`` batches of ``batches`` as minibatch updates, in one XLA program.
+
+    ``batches`` is (steps per call, blocks, rows per block) of row indices: a batch larger than
+    SUB_BATCH is split into blocks whose products run while their rows are in cache. ``sizes``
+    gives the rows used of each batch: padding (a partial last batch, a batch that does not
+    split evenly) is index 0 with weight 0, so one program per optimizer and batch size serves
+    every call. W is held transposed (10 x 784). Returns the new state and the step losses.
     """
-    steps = tf.shape(batches)[0]
-    scale = 1.0 / tf.cast(tf.shape(batches)[1], tf.float32)
-    losses = tf.TensorArray(tf.float32, size=steps)
+    losses = tf.TensorArray(tf.float32, size=batches.shape[0])
 
-    def body(i, W, b, slots, losses):
-        idx = batches[i]
-        xb, yb = tf.gather(X, idx), tf.gather(Y, idx)
-        logits = tf.matmul(xb, W) + b
-        log_p = logits - tf.reduce_logsumexp(logits, axis=1, keepdims=True)
-        onehot = tf.one_hot(yb, CLASSES)
-        loss = -tf.reduce_mean(tf.reduce_sum(onehot * log_p, axis=1))
-        g = (tf.exp(log_p) - onehot) * scale
-        gW = tf.matmul(xb, g, transpose_a=True) + l2 * W
-        gb = tf.reduce_sum(g, axis=0)
+    def body(i, Wt, b, slots, losses):
+        loss, gWt, gb = _gradient(Wt, b, X, Y, batches[i], sizes[i])
         t = step0 + i
-        lr = _learning_rate(lr0, t, total_steps) if cosine else lr0
-        W, b, slots = _apply(optimizer, W, b, gW, gb, slots, lr, t)
-        return i + 1, W, b, slots, losses.write(i, loss)
+        progress = tf.cast(t, tf.float32) / tf.cast(total_steps, tf.float32)
+        lr = tf.where(cosine, lr0 * 0.5 * (1.0 + tf.cos(math.pi * progress)), lr0)
+        Wt, b, slots = _apply(optimizer, Wt, b, gWt + l2 * Wt, gb, slots, lr, t)
+        return i + 1, Wt, b, slots, losses.write(i, loss)
 
-    _, W, b, slots, losses = tf.while_loop(lambda i, *_: i < steps, body, (0, W, b, slots, losses))
-    return W, b, slots, losses.stack()
+    _, Wt, b, slots, losses = tf.while_loop(lambda i, *_: i < steps, body, (0, Wt, b, slots, losses))
+    return Wt, b, slots, losses.stack()
 
 
-def _apply(optimizer: str, W, b, gW, gb, slots, lr, t):
-    """One optimizer update; ``slots`` holds (mW, mb, vW, vb), unused ones stay zero."""
-    mW, mb, vW, vb = slots
+def _gradient(Wt, b, X, Y, blocks, size):
+    """Mean loss of one batch and its gradient, summed block by block."""
+    count, width = blocks.shape
+    scale = 1.0 / tf.cast(size, tf.float32)
+
+    def block(j, loss, gWt, gb):
+        idx = blocks[j]
+        x = _images(tf.gather(X, idx))
+        logits = tf.matmul(x, Wt, transpose_b=True) + b
+        row_losses, g = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(features=logits, labels=tf.gather(Y, idx))
+        weight = tf.where(tf.range(width) + j * width < size, scale, 0.0)
+        g = g * weight[:, None]
+        gWt += tf.matmul(g, x, transpose_a=True)
+        return j + 1, loss + tf.reduce_sum(row_losses * weight), gWt, gb + tf.reduce_sum(g, axis=0)
+
+    zeros = (0, 0.0, tf.zeros_like(Wt), tf.zeros_like(b))
+    if count == 1:
+        return block(*zeros)[1:]
+    return tf.while_loop(lambda j, *_: j < count, block, zeros)[1:]
+
+
+def _zero_slots(optimizer: str, Wt: tf.Tensor, b: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    """The optimizer's state: none for SGD, a velocity for momentum, two moments for Adam."""
+    zeros = (tf.zeros_like(Wt), tf.zeros_like(b))
+    return {"sgd": (), "momentum": zeros, "adam": zeros + zeros}[optimizer]
+
+
+def _apply(optimizer: str, Wt, b, gWt, gb, slots, lr, t):
+    """One optimizer update; ``slots`` as ``_zero_slots`` makes them."""
     if optimizer == "sgd":
-        return W - lr * gW, b - lr * gb, slots
+        return Wt - lr * gWt, b - lr * gb, slots
     if optimizer == "momentum":
-        mW, mb = MOMENTUM * mW + gW, MOMENTUM * mb + gb
-        return W - lr * mW, b - lr * mb, (mW, mb, vW, vb)
-    mW, mb = ADAM_BETA1 * mW + (1 - ADAM_BETA1) * gW, ADAM_BETA1 * mb + (1 - ADAM_BETA1) * gb
-    vW, vb = ADAM_BETA2 * vW + (1 - ADAM_BETA2) * gW**2, ADAM_BETA2 * vb + (1 - ADAM_BETA2) * gb**2
+        mW, mb = MOMENTUM * slots[0] + gWt, MOMENTUM * slots[1] + gb
+        return Wt - lr * mW, b - lr * mb, (mW, mb)
+    mW, mb, vW, vb = slots
+    mW, mb = ADAM_BETA1 * mW + (1 - ADAM_BETA1) * gWt, ADAM_BETA1 * mb + (1 - ADAM_BETA1) * gb
+    vW, vb = ADAM_BETA2 * vW + (1 - ADAM_BETA2) * gWt**2, ADAM_BETA2 * vb + (1 - ADAM_BETA2) * gb**2
     k = tf.cast(t + 1, tf.float32)
     scale = lr * tf.sqrt(1 - ADAM_BETA2**k) / (1 - ADAM_BETA1**k)
-    W = W - scale * mW / (tf.sqrt(vW) + ADAM_EPSILON)
+    Wt = Wt - scale * mW / (tf.sqrt(vW) + ADAM_EPSILON)
     b = b - scale * mb / (tf.sqrt(vb) + ADAM_EPSILON)
-    return W, b, (mW, mb, vW, vb)
+    return Wt, b, (mW, mb, vW, vb)
 
 
-@tf.function(reduce_retracing=True)
-def _loss_and_accuracy(W, b, X, Y):
-    logits = tf.matmul(X, W) + b
-    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=Y, logits=logits))
-    correct = tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), Y)
-    return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
+@tf.function(jit_compile=True, autograph=False)
+def _evaluation(Wt, b, splits):
+    """(loss, accuracy) of each split, in one XLA call, a block of rows per product."""
+    return tf.stack([_loss_and_accuracy(Wt, b, X, Y) for X, Y in splits])
+
+
+def _loss_and_accuracy(Wt, b, X, Y):
+    """Mean loss and accuracy over all rows: a loop over blocks, then the rows left over."""
+    n = X.shape[0]
+    blocks = n // EVAL_BLOCK
+
+    def body(i, total):
+        rows = tf.slice(X, [i * EVAL_BLOCK, 0], [EVAL_BLOCK, X.shape[1]])
+        return i + 1, total + _sums(Wt, b, rows, tf.slice(Y, [i * EVAL_BLOCK], [EVAL_BLOCK]))
+
+    _, total = tf.while_loop(lambda i, _: i < blocks, body, (0, tf.zeros([2])))
+    if n % EVAL_BLOCK:
+        total += _sums(Wt, b, X[blocks * EVAL_BLOCK:], Y[blocks * EVAL_BLOCK:])
+    return total / n
+
+
+def _sums(Wt, b, X, Y):
+    """Summed loss and number correct over the rows of X."""
+    logits = tf.matmul(_images(X), Wt, transpose_b=True) + b
+    loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=Y, logits=logits))
+    correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), Y), tf.float32))
+    return tf.stack([loss, correct])
+
+
+def _evaluate_t(Wt: tf.Tensor, b: tf.Tensor, data: Mnist) -> dict[str, float]:
+    values = _evaluation(Wt, b, _tensors(data).splits).numpy()
+    return {f"{name}_{kind}": float(values[i, j]) for i, name in enumerate(SPLITS)
+            for j, kind in enumerate(("loss", "accuracy"))}
 
 
 def evaluate(W: np.ndarray | tf.Tensor, b: np.ndarray | tf.Tensor, data: Mnist) -> dict[str, float]:
     """Full-split loss and accuracy for train, validation and test."""
-    out = {}
-    for name, (x, y) in _tensors(data).splits.items():
-        loss, acc = _loss_and_accuracy(tf.convert_to_tensor(W), tf.convert_to_tensor(b), x, y)
-        out[f"{name}_loss"], out[f"{name}_accuracy"] = float(loss), float(acc)
-    return out
+    return _evaluate_t(tf.transpose(tf.convert_to_tensor(W, tf.float32)), tf.convert_to_tensor(b, tf.float32), data)
+
+
+def _compile_evaluation(Wt: tf.Tensor, b: tf.Tensor, data: Mnist) -> threading.Thread | None:
+    """Compile the evaluation for ``data`` in a background thread, the first time only.
+
+    It then compiles on the second core while the first calls train, instead of after them.
+    """
+    with _tensors_lock:
+        if data.cache.get("evaluation compiled"):
+            return None
+        data.cache["evaluation compiled"] = True
+    thread = threading.Thread(target=_evaluate_t, args=(Wt, b, data), name="compile evaluation", daemon=True)
+    thread.start()
+    return thread
 
 
 def _diverged(step_losses: np.ndarray, train_loss: float) -> bool:
     return not (np.all(np.isfinite(step_losses)) and math.isfinite(train_loss)) or train_loss > DIVERGED_LOSS
 
 
-def _chunks(perm: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """The epoch's shuffled indices as (steps, batch) blocks of about CHUNK_EXAMPLES; a last
-    partial batch comes alone as a (1, rest) block."""
-    full = len(perm) // batch_size * batch_size
-    per_chunk = max(1, CHUNK_EXAMPLES // batch_size)
-    batches = perm[:full].reshape(-1, batch_size)
-    chunks = [batches[i:i + per_chunk] for i in range(0, len(batches), per_chunk)]
-    if full < len(perm):
-        chunks.append(perm[full:].reshape(1, -1))
-    return chunks
+def _steps_per_call(batch_size: int) -> int:
+    return max(1, CALL_EXAMPLES // batch_size)
+
+
+def _block_shape(batch_size: int) -> tuple[int, int]:
+    """(blocks, rows per block) of a batch: as few blocks of at most SUB_BATCH rows as cover it."""
+    blocks = -(-batch_size // SUB_BATCH)
+    return blocks, -(-batch_size // blocks)
+
+
+def _epoch_batches(perm: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The epoch's shuffled indices as (calls, steps per call, blocks, rows) and each step's row count.
+
+    Padding (a partial last batch, a batch not split evenly, the last call's unused steps) is
+    index 0; it weighs nothing, and steps past the epoch's last are never run.
+    """
+    per_call = _steps_per_call(batch_size)
+    blocks, rows = _block_shape(batch_size)
+    steps = -(-len(perm) // batch_size)
+    calls = -(-steps // per_call)
+    padded = np.zeros((calls * per_call, blocks * rows), np.int32)
+    sizes = np.zeros(calls * per_call, np.int32)
+    full = len(perm) // batch_size
+    padded[:full, :batch_size] = perm[:full * batch_size].reshape(full, batch_size)
+    sizes[:full] = batch_size
+    if full < steps:
+        padded[full, :len(perm) - full * batch_size] = perm[full * batch_size:]
+        sizes[full] = len(perm) - full * batch_size
+    return padded.reshape(calls, per_call, blocks, rows), sizes.reshape(calls, per_call)
+
+
+def _weights(Wt: tf.Tensor, b: tf.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """W (784 x 10) and b as the API gives them."""
+    return np.ascontiguousarray(Wt.numpy().T), b.numpy()
 
 
 def train(config: TrainConfig, data: Mnist, on_epoch: EpochCallback | None = None,
           on_progress: ProgressCallback | None = None, stop: threading.Event | None = None) -> TrainResult:
     """Train a fresh softmax regression on ``data`` as ``config`` says.
 
-    ``on_epoch(metrics, W, b)`` is called after each finished epoch. Setting ``stop`` ends the
-    run after the current chunk, returning the weights of the last finished epoch.
+    ``on_epoch(metrics, W, b)`` is called after each finished epoch. Setting ``stop`` (anything
+    with ``is_set()``) ends the run after the current call, returning the last finished epoch's weights.
     """
     tensors = _tensors(data)
     kept = initial_weights(config.init, config.seed)
     rng = np.random.default_rng(config.seed)
     n = len(data.train_y)
     steps_per_epoch = math.ceil(n / config.batch_size)
-    total_steps = tf.constant(steps_per_epoch * config.epochs)
-    W, b = tf.constant(kept[0]), tf.constant(kept[1])
-    zeros = (tf.zeros_like(W), tf.zeros_like(b))
-    slots = zeros + zeros
+    total_steps = steps_per_epoch * config.epochs
+    Wt, b = tf.constant(kept[0].T), tf.constant(kept[1])
+    slots = _zero_slots(config.optimizer, Wt, b)
     cosine = config.schedule == "cosine"
-    scalars = dict(lr0=tf.constant(config.learning_rate, tf.float32), l2=tf.constant(config.l2, tf.float32),
-                   total_steps=total_steps)
+    scalars = dict(lr0=tf.constant(config.learning_rate, tf.float32), cosine=tf.constant(cosine),
+                   l2=tf.constant(config.l2, tf.float32), total_steps=tf.constant(total_steps))
     history: list[EpochMetrics] = []
     started = time.perf_counter()
+    evaluation_ready = _compile_evaluation(Wt, b, data)
     status, message = "completed", ""
     for epoch in range(config.epochs):
         step = epoch * steps_per_epoch
+        end = step + steps_per_epoch
         step_losses: list[np.ndarray] = []
-        chunks = _chunks(rng.permutation(n).astype(np.int32), config.batch_size)
-        for k, chunk in enumerate(chunks):
+        batches, sizes = _epoch_batches(rng.permutation(n), config.batch_size)
+        for k in range(len(batches)):
             if stop is not None and stop.is_set():
                 status, message = "stopped", f"stopped by request during epoch {epoch + 1}"
                 break
-            W, b, slots, losses = _run_chunk(config.optimizer, cosine, W, b, slots, tensors.train_x,
-                                             tensors.train_y, tf.constant(chunk), step0=tf.constant(step), **scalars)
-            step_losses.append(losses.numpy())
-            step += len(losses)
+            steps = min(len(sizes[k]), end - step)
+            Wt, b, slots, losses = _run_chunk(config.optimizer, Wt, b, slots, tensors.train_x, tensors.train_y,
+                                              tf.constant(batches[k]), tf.constant(sizes[k]), tf.constant(steps),
+                                              step0=tf.constant(step), **scalars)
+            step_losses.append(losses.numpy()[:steps])
+            step += steps
             if on_progress:
-                on_progress((epoch + (k + 1) / len(chunks)) / config.epochs)
+                on_progress((epoch + (k + 1) / len(batches)) / config.epochs)
         if status == "stopped":
             break
         losses_np = np.concatenate(step_losses)
-        metrics = evaluate(W, b, data)
+        if evaluation_ready:
+            evaluation_ready.join()
+        metrics = _evaluate_t(Wt, b, data)
         if _diverged(losses_np, metrics["train_loss"]):
             status = "diverged"
             message = (f"train loss reached {metrics['train_loss']:.4g} in epoch {epoch + 1} (an untrained model "
                        f"has {math.log(CLASSES):.2f}): learning rate {config.learning_rate:g} is too large for "
                        f"{config.optimizer}. Kept the weights of epoch {epoch}.")
             break
-        lr_now = float(_learning_rate(scalars["lr0"], tf.constant(step), total_steps)) if cosine else config.learning_rate
+        lr_now = _cosine(config.learning_rate, step, total_steps) if cosine else config.learning_rate
         record = EpochMetrics(epoch=epoch + 1, **metrics, learning_rate=lr_now,
                               seconds=time.perf_counter() - started,
                               step_losses=[float(x) for x in losses_np])
         history.append(record)
-        kept = (W.numpy(), b.numpy())
+        kept = _weights(Wt, b)
         if on_epoch:
             on_epoch(record, *kept)
     return TrainResult(status, history, kept[0], kept[1], time.perf_counter() - started, message)
 
 
-def warm_up(data: Mnist, batch_sizes: tuple[int, ...] = (100, 1000)) -> None:
-    """Trace the engine and the evaluation once per optimizer path and common batch size.
+def warm_up(data: Mnist, batch_sizes: tuple[int, ...] = (100, 1000),
+            optimizers: tuple[str, ...] = OPTIMIZERS) -> float:
+    """Compile the engine for ``data`` at these batch sizes and optimizers, and the evaluation.
 
-    A worker process calls this before its first job, so that a run's first epoch costs what
-    its later ones do.
+    A worker process calls it before its first job, so that a first run's first epoch does not
+    pay tracing and XLA compilation (each program is compiled once per process and shape, about
+    1 CPU second each). The programs compile two at a time, one per core. Each runs one
+    throwaway step (a loop body's first run has a one-off cost too). Returns the seconds taken.
     """
+    started = time.perf_counter()
     tensors = _tensors(data)
-    W, b = (tf.constant(a) for a in initial_weights("zeros", 0))
-    slots = (tf.zeros_like(W), tf.zeros_like(b)) * 2
-    scalars = dict(lr0=tf.constant(1e-3), l2=tf.constant(0.0), step0=tf.constant(0), total_steps=tf.constant(1))
-    for batch in batch_sizes:
-        block = tf.constant(np.arange(2 * batch, dtype=np.int32).reshape(2, batch))
-        for optimizer, cosine in (("adam", True), ("sgd", False), ("sgd", True), ("momentum", False)):
-            _run_chunk(optimizer, cosine, W, b, slots, tensors.train_x, tensors.train_y, block, **scalars)
-    evaluate(W, b, data)
+    Wt, b = tf.zeros([CLASSES, tensors.train_x.shape[1]]), tf.zeros([CLASSES])
+    with _tensors_lock:
+        data.cache["evaluation compiled"] = True
+    jobs = [partial(_evaluate_t, Wt, b, data)]
+    jobs += [partial(_first_call, tensors, optimizer, batch) for optimizer in optimizers for batch in batch_sizes]
+    with ThreadPoolExecutor(COMPILE_THREADS, thread_name_prefix="warm up") as pool:
+        for done in [pool.submit(job) for job in jobs]:
+            done.result()
+    return time.perf_counter() - started
+
+
+def _first_call(tensors: _Tensors, optimizer: str, batch_size: int) -> None:
+    """One throwaway step of the program for this optimizer and batch size: compiles it."""
+    Wt, b = tf.zeros([CLASSES, tensors.train_x.shape[1]]), tf.zeros([CLASSES])
+    per_call = _steps_per_call(batch_size)
+    _run_chunk(optimizer, Wt, b, _zero_slots(optimizer, Wt, b), tensors.train_x, tensors.train_y,
+               tf.zeros([per_call, *_block_shape(batch_size)], tf.int32), tf.zeros([per_call], tf.int32),
+               tf.constant(1), step0=tf.constant(0), lr0=tf.constant(0.0), cosine=tf.constant(False),
+               l2=tf.constant(0.0), total_steps=tf.constant(1))[-1].numpy()

@@ -31,7 +31,7 @@ def trained(mnist: Mnist) -> TrainResult:
 
 @pytest.fixture(scope="module")
 def scored(trained: TrainResult, mnist: Mnist):
-    return predictions(predict_proba(trained.W, trained.b, mnist.test_x), mnist.test_y)
+    return predictions(predict_proba(trained.W, trained.b, mnist.images("test")), mnist.test_y)
 
 
 def tf_probabilities(W: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -39,7 +39,7 @@ def tf_probabilities(W: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def test_predictions_are_tensorflows_argmax_and_probability(trained: TrainResult, mnist: Mnist, scored) -> None:
-    reference = tf_probabilities(trained.W, trained.b, mnist.test_x)
+    reference = tf_probabilities(trained.W, trained.b, mnist.images("test"))
     np.testing.assert_array_equal(scored.guesses, reference.argmax(axis=1))
     np.testing.assert_allclose(scored.confidence, reference.max(axis=1), atol=1e-5)
     np.testing.assert_array_equal(scored.labels, mnist.test_y)
@@ -94,7 +94,7 @@ def test_misclassified_lists_exactly_the_mistakes_most_confident_first(scored) -
 
 
 def test_evidence_plus_bias_is_each_logit(trained: TrainResult, mnist: Mnist) -> None:
-    for x in mnist.test_x[:5]:
+    for x in mnist.images("test")[:5]:
         logits = (tf.matmul(tf.constant(x[None]), tf.constant(trained.W)) + trained.b).numpy()[0]
         parts = logit_parts(x, trained.W, trained.b)
         np.testing.assert_allclose(parts.logits, logits, atol=1e-4)
@@ -109,10 +109,10 @@ def test_evidence_plus_bias_is_each_logit(trained: TrainResult, mnist: Mnist) ->
 
 
 def test_evidence_is_laid_out_like_the_image(trained: TrainResult, mnist: Mnist) -> None:
-    image = mnist.test_x[0].reshape(28, 28)
+    image = mnist.images("test", 0).reshape(28, 28)
     row, col = np.unravel_index(image.argmax(), image.shape)
     digit = int(mnist.test_y[0])
-    assert evidence(mnist.test_x[0], trained.W, digit)[row, col] == pytest.approx(
+    assert evidence(mnist.images("test", 0), trained.W, digit)[row, col] == pytest.approx(
         image[row, col] * trained.W[row * 28 + col, digit])
 
 

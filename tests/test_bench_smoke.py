@@ -1,6 +1,7 @@
 """A fast smoke run of ``python -m bench`` on real MNIST rows: it must print the table and one
 JSON line holding every figure, and its variants must do the same work (same final losses).
 
+It runs every variant in one process (``--in-process``) on 2,000 rows: seconds, not minutes.
 Correctness only: no timing is asserted.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
-VARIANTS = ("engine", "keras", "tf1", "numpy", "floor")
+VARIANTS = ("engine", "engine_defaults", "keras", "tf1", "numpy", "floor")
 TRAINERS = ("engine", "keras", "tf1", "numpy")
 PEERS = ("keras", "tf1", "numpy", "floor")
 BATCHES = ("100", "1000")
@@ -27,7 +28,7 @@ def bench_run() -> tuple[str, dict]:
     if not os.environ.get("MNIST_DIR"):
         pytest.skip("set MNIST_DIR to the folder with the four MNIST files")
     command = [sys.executable, "-m", "bench", "--repeats", "1", "--epochs", "2", "--examples", str(EXAMPLES),
-               "--canvas-calls", "20", "--skip-browser", "--skip-memory"]
+               "--canvas-calls", "20", "--skip-browser", "--skip-memory", "--in-process"]
     done = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, MNIST_DIR=str(Path(os.environ["MNIST_DIR"]).resolve())))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -40,19 +41,29 @@ def test_json_line_has_every_figure(bench_run) -> None:
     for variant in VARIANTS:
         for batch in BATCHES:
             row = figures["speed"][variant][batch]
-            assert row["seconds_per_epoch"] > 0 and row["cpu_seconds_per_epoch"] > 0
+            assert row["seconds_per_epoch"] > 0 and row["cpu_seconds_per_epoch"] > 0 and row["peak_rss_mb"] > 0
             assert row["repeats"] == 1
+            low, high = row["spread_seconds_per_epoch"]
+            assert 0 < low <= high
     for peer in PEERS:
         ratios = figures[f"engine_vs_{peer}"]
         assert set(ratios) == {f"batch_{b}" for b in BATCHES}
         assert all(isinstance(r, float) and r > 0 for r in ratios.values())
+    assert set(figures["defaults_vs_sgd"]) == {f"batch_{b}" for b in BATCHES}
+    assert set(figures["cpu_ratios"]) == {f"engine_vs_{peer}" for peer in PEERS} | {"defaults_vs_sgd"}
     assert figures["evaluation_seconds"] > 0 and figures["in_train_evaluation_seconds"] > 0
+    assert figures["small_batch"] == 10 and figures["small_batch_seconds_per_epoch"] > 0
+    assert figures["first_epoch"]["engine"]["100"]["first_epoch_seconds"] > 0
+    assert figures["peak_rss_mb"]["engine"]["1000"] > 0
     assert figures["canvas"]["seconds"] > 0 and figures["canvas"]["calls"] == 20
     assert "skipped" in figures["browser"]["note"] and "skipped" in figures["memory"]["note"]
     assert figures["machine"]["cpus"] >= 1 and figures["machine"]["numpy_blas"]
     assert set(figures["targets"]) == {
-        "engine_vs_numpy_batch_100", "engine_vs_keras_batch_100", "engine_vs_tf1_batch_100",
-        "engine_vs_floor_batch_1000", "evaluation_seconds", "canvas_to_probabilities_seconds", "memory_3_vs_1"}
+        "engine_vs_numpy_batch_100", "engine_vs_numpy_batch_1000", "engine_vs_floor_batch_100",
+        "engine_vs_floor_batch_1000", "engine_vs_keras_batch_100", "engine_vs_tf1_batch_100",
+        "defaults_vs_sgd_batch_100", "defaults_vs_sgd_batch_1000", "evaluation_seconds",
+        "small_batch_seconds_per_epoch", "canvas_to_probabilities_seconds", "memory_3_vs_1"}
+    assert all(row["value"] is not None for key, row in figures["targets"].items() if key != "memory_3_vs_1")
     assert figures["targets"]["memory_3_vs_1"]["met"] is None
 
 

@@ -51,7 +51,7 @@ def test_evaluate_matches_training_metrics(trained):
 def test_predict_reads_a_real_digit_from_a_png(trained, mnist, tmp_path):
     runs_dir, result = trained
     path = tmp_path / "seven.png"
-    Image.fromarray((mnist.test_x[0].reshape(28, 28) * 255).astype(np.uint8)).resize((140, 140)).save(path)
+    Image.fromarray((mnist.images("test", 0).reshape(28, 28) * 255).astype(np.uint8)).resize((140, 140)).save(path)
     assert mnist.test_y[0] == 7
     report = json.loads(cli("predict", result["run_id"], str(path), "--json", runs_dir=runs_dir).stdout)
     assert report["digit"] == 7 and sum(report["probabilities"]) == pytest.approx(1, abs=1e-4)

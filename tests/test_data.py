@@ -18,10 +18,17 @@ TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def test_split_shapes_and_ranges(mnist):
-    assert mnist.train_x.shape == (55_000, 784) and mnist.validation_x.shape == (5_000, 784)
-    assert mnist.test_x.shape == (10_000, 784)
-    for x in (mnist.train_x, mnist.validation_x, mnist.test_x):
-        assert x.dtype == np.float32 and x.min() == 0.0 and x.max() == 1.0
+    shapes = {name: mnist.split_pixels(name)[0].shape for name in ("train", "validation", "test")}
+    assert shapes == {"train": (55_000, 784), "validation": (5_000, 784), "test": (10_000, 784)}
+    for name in ("train", "validation", "test"):
+        x, y = mnist.split(name)
+        assert x.dtype == np.float32 and x.min() == 0.0 and x.max() == 1.0 and len(y) == len(x)
+    np.testing.assert_allclose(mnist.images("test", 7), mnist.test_pixels[7] / 255, rtol=1e-6)
+
+
+def test_pixels_are_stored_once_as_uint8(mnist):
+    assert mnist.pixels.dtype == mnist.test_pixels.dtype == np.uint8
+    assert mnist.pixels.nbytes + mnist.test_pixels.nbytes == 70_000 * 784  # 55 MB; float32 would be 220 MB
 
 
 def test_known_facts_of_the_canonical_files(mnist):
@@ -29,12 +36,12 @@ def test_known_facts_of_the_canonical_files(mnist):
     assert np.bincount(all_train_y).tolist() == TRAIN_COUNTS
     assert np.bincount(mnist.test_y).tolist() == TEST_COUNTS
     assert mnist.train_y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
-    all_train_x = np.concatenate([mnist.train_x, mnist.validation_x])
-    assert all_train_x.mean() * 255 == pytest.approx(33.318, abs=1e-3)
+    assert mnist.pixels.mean() == pytest.approx(33.318, abs=1e-3)
 
 
-def test_validation_is_a_view_not_a_copy(mnist):
-    assert np.shares_memory(mnist.train_x.base, mnist.validation_x)
+def test_train_and_validation_are_views_not_copies(mnist):
+    for name in ("train", "validation"):
+        assert np.shares_memory(mnist.pixels, mnist.split_pixels(name)[0])
 
 
 def test_loaded_once_per_process():

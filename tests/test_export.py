@@ -32,14 +32,14 @@ def trained(mnist, tmp_path_factory):
     store = RunStore(tmp_path_factory.mktemp("runs"))
     run_id = _lab_run(store, TrainConfig(epochs=2), mnist)
     W, b = store.load_weights(run_id)
-    return store, run_id, predict_proba(W, b, mnist.test_x)
+    return store, run_id, predict_proba(W, b, mnist.images("test"))
 
 
 def test_keras_file_predicts_as_the_lab(trained, mnist, tmp_path):
     store, run_id, expected = trained
     path = export_run(store, run_id, "keras", tmp_path / "model.keras")
     model = keras.models.load_model(path)
-    probs = model.predict(mnist.test_x, batch_size=10_000, verbose=0)
+    probs = model.predict(mnist.images("test"), batch_size=10_000, verbose=0)
     assert (probs.argmax(axis=1) == expected.argmax(axis=1)).all()
     assert np.abs(probs - expected).max() < 1e-5
 
@@ -51,7 +51,7 @@ def test_savedmodel_serving_signature_predicts_as_the_lab(trained, mnist, tmp_pa
     (spec,) = serve.structured_input_signature[1].values()
     assert (spec.name, spec.dtype, spec.shape.as_list()) == ("pixels", tf.float32, [None, 784])
     assert list(serve.structured_outputs) == ["probabilities"]
-    probs = serve(pixels=tf.constant(mnist.test_x))["probabilities"].numpy()
+    probs = serve(pixels=tf.constant(mnist.images("test")))["probabilities"].numpy()
     assert probs.shape == (10_000, 10)
     assert (probs.argmax(axis=1) == expected.argmax(axis=1)).all()
     assert np.abs(probs - expected).max() < 1e-5

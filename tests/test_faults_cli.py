@@ -226,7 +226,7 @@ def png_claiming(width: int, height: int) -> bytes:
 
 
 def real_png(tmp_path: Path) -> bytes:
-    digit = (load_mnist(allow_download=False).test_x[0].reshape(28, 28) * 255).astype(np.uint8)
+    digit = (load_mnist(allow_download=False).images("test", 0).reshape(28, 28) * 255).astype(np.uint8)
     Image.fromarray(digit).resize((280, 280)).save(tmp_path / "seven.png")
     return (tmp_path / "seven.png").read_bytes()
 

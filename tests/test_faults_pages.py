@@ -20,7 +20,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from apptest import PROJECT, WAIT, open_page
+from apptest import PROJECT, open_page
 
 from softmax_core.config import TrainConfig
 from softmax_core.data import FILES, Mnist

@@ -119,16 +119,16 @@ def test_weights_page_slider_and_frames_step_through_epochs(run_id: str, runs_di
 
 def test_draw_page_reads_a_real_test_digit(run_id: str, runs_dir: Path, mnist: Mnist) -> None:
     W, b = RunStore(runs_dir).load_weights(run_id)
-    raw = predict_proba(W, b, mnist.test_x[:200]).argmax(axis=1)
+    raw = predict_proba(W, b, mnist.images("test")[:200]).argmax(axis=1)
     index = next(i for i in range(200) if raw[i] == mnist.test_y[i] == 7)  # a 7 the model reads right
-    at = draw(open_page("pages/draw.py"), digit_on_canvas(mnist.test_x[index]))
+    at = draw(open_page("pages/draw.py"), digit_on_canvas(mnist.images("test", index)))
 
     (bars,) = [spec for spec in chart(at, trace_type="bar") if len(spec["data"][0]["x"]) == 10
                and spec["layout"]["yaxis"]["title"]["text"] == "Probability"]
     proba = array(bars["data"][0]["y"])
     assert proba.sum() == pytest.approx(1.0, abs=1e-6)
     assert int(proba.argmax()) == 7
-    expected = predict_proba(W, b, canvas_to_mnist(digit_on_canvas(mnist.test_x[index])))[0]
+    expected = predict_proba(W, b, canvas_to_mnist(digit_on_canvas(mnist.images("test", index))))[0]
     np.testing.assert_allclose(proba, expected, rtol=1e-5)
     assert at.metric[0].label == "Top guess" and at.metric[0].value == "7"
     assert not any("Draw a digit" in m.value for m in at.markdown)
@@ -142,7 +142,7 @@ def test_draw_page_reads_a_real_test_digit(run_id: str, runs_dir: Path, mnist: M
 
 
 def test_draw_page_compares_a_picked_digit(run_id: str, mnist: Mnist) -> None:
-    at = draw(open_page("pages/draw.py"), digit_on_canvas(mnist.test_x[0]))
+    at = draw(open_page("pages/draw.py"), digit_on_canvas(mnist.images("test", 0)))
     at.session_state["draw_compare"] = 3
     at.run()
     titles = [m["layout"]["title"]["text"].split(":")[0] for m in chart(at, "Evidence for ")]
@@ -160,7 +160,7 @@ def test_draw_page_blank_canvas_asks_for_a_digit(run_id: str) -> None:
 
 
 def test_draw_page_clear_empties_the_canvas(run_id: str, mnist: Mnist) -> None:
-    at = draw(open_page("pages/draw.py"), digit_on_canvas(mnist.test_x[0]))
+    at = draw(open_page("pages/draw.py"), digit_on_canvas(mnist.images("test", 0)))
     assert at.metric
     first_key = at.session_state["draw_canvas_key"]
     at.button(key="draw_clear").click().run()
@@ -175,14 +175,14 @@ def test_draw_page_trains_a_first_model_on_request(runs_dir: Path, mnist: Mnist)
     runs = RunStore(runs_dir).list()
     assert len(runs) == 1 and runs[0].status == "completed" and runs[0].epochs_completed == TrainConfig().epochs
     assert any("Draw a digit" in m.value for m in at.markdown)
-    draw(at, digit_on_canvas(mnist.test_x[0]))
+    draw(at, digit_on_canvas(mnist.images("test", 0)))
     assert at.metric[0].value == str(int(mnist.test_y[0]))
 
 
 def test_errors_page_confusion_matrix_and_gallery(run_id: str, runs_dir: Path, mnist: Mnist) -> None:
     at = open_page("pages/errors.py")
     W, b = RunStore(runs_dir).load_weights(run_id)
-    scored = predictions(predict_proba(W, b, mnist.test_x), mnist.test_y)
+    scored = predictions(predict_proba(W, b, mnist.images("test")), mnist.test_y)
     matrix = confusion_matrix(scored.labels, scored.guesses)
     assert at.metric[0].value == f"{scored.accuracy:.2%}"
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]

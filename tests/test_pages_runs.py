@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apptest import DASHBOARD, WAIT, open_page
+from apptest import DASHBOARD, open_page
 
 from softmax_core.config import TrainConfig
 from softmax_core.data import Mnist

@@ -31,9 +31,9 @@ def weights(mnist):
 def test_blown_up_and_moved_digits_keep_their_accuracy(mnist, weights):
     rng = np.random.default_rng(0)
     n = 1000
-    direct = (predict_proba(*weights, mnist.test_x[:n]).argmax(1) == mnist.test_y[:n]).mean()
+    direct = (predict_proba(*weights, mnist.images("test")[:n]).argmax(1) == mnist.test_y[:n]).mean()
     seen = []
-    for digit in mnist.test_x[:n]:
+    for digit in mnist.images("test")[:n]:
         size = int(rng.integers(120, 260))
         top, left = rng.integers(0, 280 - size + 1, 2)
         seen.append(canvas_to_mnist(as_canvas(digit, size, top, left)).ravel())
@@ -42,7 +42,7 @@ def test_blown_up_and_moved_digits_keep_their_accuracy(mnist, weights):
 
 
 def test_output_looks_like_mnist(mnist):
-    image = canvas_to_mnist(as_canvas(mnist.test_x[0], 200, 10, 70))
+    image = canvas_to_mnist(as_canvas(mnist.images("test", 0), 200, 10, 70))
     assert image.shape == (28, 28) and image.dtype == np.float32
     assert 0.0 <= image.min() and image.max() <= 1.0
     rows, cols = np.flatnonzero(image.any(1)), np.flatnonzero(image.any(0))

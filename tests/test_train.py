@@ -11,14 +11,13 @@ import pytest
 
 from softmax_core.config import TrainConfig
 from softmax_core.data import Mnist
-from softmax_core.train import DIVERGED_LOSS, evaluate, train
+from softmax_core.train import DIVERGED_LOSS, evaluate, train, warm_up
 
 
 @pytest.fixture(scope="module")
 def small(mnist: Mnist) -> Mnist:
     """A real slice: 3,000 train, 500 validation, 1,000 test digits."""
-    return Mnist(mnist.train_x[:3000], mnist.train_y[:3000], mnist.validation_x[:500],
-                 mnist.validation_y[:500], mnist.test_x[:1000], mnist.test_y[:1000], mnist.source)
+    return mnist.head(3000, 500, 1000)
 
 
 def numpy_reference(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[float]]:
@@ -63,11 +62,12 @@ def numpy_reference(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> tuple[
     ("sgd", 0.3, "cosine", 1e-3, 256),   # 3,000 / 256 leaves a partial last batch
     ("momentum", 0.05, "cosine", 0.0, 100),
     ("adam", 0.002, "cosine", 1e-4, 100),
+    ("momentum", 0.05, "constant", 1e-3, 700),  # blocks of 234 rows (2 padded) and a partial last batch of 200
 ])
 def test_engine_matches_numpy_reference(small, optimizer, lr, schedule, l2, batch):
     config = TrainConfig(learning_rate=lr, batch_size=batch, epochs=2, optimizer=optimizer, schedule=schedule, l2=l2)
     result = train(config, small)
-    W, b, losses = numpy_reference(config, small.train_x.astype(np.float64), small.train_y)
+    W, b, losses = numpy_reference(config, small.images("train").astype(np.float64), small.train_y)
     assert result.status == "completed"
     np.testing.assert_allclose(result.W, W, atol=2e-4, rtol=1e-3)
     np.testing.assert_allclose(result.b, b, atol=2e-4, rtol=1e-3)
@@ -129,6 +129,28 @@ def test_progress_reaches_one(small):
     train(TrainConfig(epochs=2, batch_size=50), small, on_progress=fractions.append)
     assert fractions == sorted(fractions)
     assert fractions[-1] == pytest.approx(1.0)
+
+
+def test_progress_streams_within_an_epoch_and_stop_lands_mid_epoch(mnist):
+    """An epoch of 55,000 rows runs as several compiled calls: Stop is seen between them."""
+    stop, fractions = threading.Event(), []
+
+    def on_progress(fraction):
+        fractions.append(fraction)
+        stop.set()
+
+    result = train(TrainConfig(epochs=1, batch_size=1000, optimizer="sgd", learning_rate=0.5), mnist,
+                   on_progress=on_progress, stop=stop)
+    assert result.status == "stopped" and result.epochs_completed == 0
+    assert len(fractions) == 1 and 0 < fractions[0] < 1
+
+
+def test_warm_up_compiles_without_changing_results(small):
+    config = TrainConfig(epochs=1, batch_size=100, optimizer="momentum", learning_rate=0.05)
+    cold = train(config, small)
+    assert warm_up(small, batch_sizes=(100,), optimizers=("momentum",)) > 0
+    warm = train(config, small)
+    assert np.array_equal(cold.W, warm.W) and cold.history[0].step_losses == warm.history[0].step_losses
 
 
 def test_tutorial_settings_reproduce_about_90_percent(mnist):
