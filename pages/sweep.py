@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.session import mnist, page_header, run_store
+from pages.session import literal, mnist, page_header, run_store
 from softmax_core.config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
 from softmax_core.figures.curves import METRICS, runs_overlay, sweep_heatmap
 from softmax_core.query import to_query
@@ -52,7 +52,8 @@ def start_sweep(base: TrainConfig, grid: dict[str, list]) -> bool:
     try:
         job = SweepJob(base, grid, mnist(), run_store()).start()
     except ConfigError as exc:
-        st.error(f"Not started: **{exc.field}** {str(exc).removeprefix(exc.field + ': ')}", icon=":material/block:")
+        st.error(f"Not started: **{literal(exc.field)}** {literal(str(exc).removeprefix(exc.field + ': '))}",
+                 icon=":material/block:")
         return False
     st.session_state[JOB_KEY] = job
     st.query_params[SWEEP_PARAM] = job.sweep_id

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.session import RUN_PARAM, mnist, page_header, run_store
+from pages.session import RUN_PARAM, literal, mnist, page_header, run_store
 from softmax_core.config import MAX_EPOCHS, OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
 from softmax_core.data import TRAIN_SIZE
 from softmax_core.figures.curves import accuracy_curves, loss_curves
@@ -78,7 +78,7 @@ def settings_form(initial: TrainConfig, running: bool) -> TrainConfig | None:
         return TrainConfig(learning_rate=rate, batch_size=batch, epochs=epochs, seed=seed, optimizer=optimizer,
                            l2=l2, schedule=schedule, init=initial.init)
     except ConfigError as exc:
-        st.error(f"Not started: **{exc.field}** {str(exc).removeprefix(exc.field + ': ')}",
+        st.error(f"Not started: **{literal(exc.field)}** {literal(str(exc).removeprefix(exc.field + ': '))}",
                  icon=":material/block:")
         return None
 
@@ -161,7 +161,7 @@ def outcome(status: str, message: str, history: list, seconds: float | None) -> 
         st.success(f"Done: **{final['test_accuracy']:.2%}** test accuracy after {n} epochs "
                    f"({seconds:.1f} s).", icon=":material/check_circle:")
     elif status == "diverged":
-        st.warning(f"**Training diverged.** {message}", icon=":material/warning:")
+        st.warning(f"**Training diverged.** {literal(message)}", icon=":material/warning:")
     elif status == "stopped":
         st.info(f"Stopped after {n} finished epoch{'s' * (n != 1)}; they are saved.", icon=":material/stop_circle:")
     elif status == "interrupted":
@@ -172,7 +172,7 @@ def outcome(status: str, message: str, history: list, seconds: float | None) -> 
         st.info("This run is training in another session or process; reload to see new epochs.",
                 icon=":material/sync:")
     else:
-        st.error(f"Training failed. {message}", icon=":material/error:")
+        st.error(f"Training failed. {literal(message)}", icon=":material/error:")
 
 
 def run_links(run_id: str) -> None:
@@ -192,7 +192,7 @@ def finished_job(job: TrainingJob) -> None:
 def saved_run(info: RunInfo) -> None:
     """A run from the store: after a reload, a server restart, or a shared link."""
     if info.status == "unreadable":
-        st.error(f"Run `{info.run_id}` cannot be read: {info.error}", icon=":material/error:")
+        st.error(f"Run `{info.run_id}` cannot be read: {literal(info.error)}", icon=":material/error:")
         return
     st.caption(f"Run `{info.run_id}` · {info.config.label()}")
     run_result(info.run_id, info.status, info.message, info.metrics, info.duration, info.config.epochs,
@@ -233,7 +233,7 @@ def main() -> None:
     with form_column:
         for reason in refused:
             field, _, why = reason.partition(": ")
-            st.error(f"Link setting refused: **{field}** {why}. Using the default instead.", icon=":material/block:")
+            st.error(f"Link setting refused: **{literal(field)}** {literal(why)}. Using the default instead.", icon=":material/block:")
         config = settings_form(initial, running)
         if config is not None:
             start_job(config)

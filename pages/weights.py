@@ -12,7 +12,7 @@ import streamlit as st
 from softmax_core.figures.digits import weight_evolution, weight_grid
 from softmax_core.runs import RunError
 from pages.run_arrays import evolution, weights
-from pages.session import page_header, pick_run
+from pages.session import literal, page_header, pick_run
 
 WEIGHT_NOTE = ("Hover a pixel for its exact weight. The colour scale ends at the 99th percentile of |W|, "
                "so the few most extreme weights saturate.")
@@ -48,7 +48,7 @@ with evolution_tab:
     try:
         stack = evolution(run)
     except RunError as exc:
-        st.info(f"This run kept no per-epoch weights ({exc}).", icon=":material/history:")
+        st.info(f"This run kept no per-epoch weights ({literal(exc)}).", icon=":material/history:")
         st.stop()
     epochs = len(stack)
     if epochs > 1:
