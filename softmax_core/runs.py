@@ -273,12 +273,23 @@ class RunStore:
             raise RunError(str(exc)) from None
 
     def delete(self, run_id: str) -> None:
-        """Remove a run's folder; a run folder that is a symlink loses the link, never its target."""
+        """Remove a run's folder; a run folder that is a symlink loses the link, never its target.
+
+        The folder is first renamed out of the store, so a store that refuses the change (read-only,
+        no permission) loses nothing; RunError says why.
+        """
         path = self.path(run_id)
-        if path.is_symlink():
-            path.unlink()
-        else:
-            shutil.rmtree(path)
+        try:
+            if path.is_symlink():
+                path.unlink()
+                return
+            doomed = path.with_name(f".deleting-{run_id}-{secrets.token_hex(3)}")
+            path.rename(doomed)
+            shutil.rmtree(doomed)
+        except FileNotFoundError:
+            raise RunError(f"run {run_id} was already deleted") from None
+        except OSError as exc:
+            raise RunError(f"run {run_id} cannot be deleted: {exc.strerror}") from None
 
     def metrics_csv(self, run_id: str) -> str:
         """The per-epoch metrics of a run as CSV text (step losses left out); RunError if unreadable."""
