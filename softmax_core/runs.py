@@ -185,11 +185,15 @@ class RunStore:
                 break
             except FileExistsError:
                 continue
-        _write_json(path / "config.json", {"config": config.to_dict(), "created": time.time(), "sweep": sweep})
-        _write_json(path / "status.json", {
-            "status": "running", "message": "", "pid": os.getpid(), "proc_start": _process_token(os.getpid()),
-            "host": socket.gethostname(), "ended": None,
-        })
+        try:
+            _write_json(path / "config.json", {"config": config.to_dict(), "created": time.time(), "sweep": sweep})
+            _write_json(path / "status.json", {
+                "status": "running", "message": "", "pid": os.getpid(), "proc_start": _process_token(os.getpid()),
+                "host": socket.gethostname(), "ended": None,
+            })
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)  # a full disk must not leave an empty run behind
+            raise
         return RunWriter(path)
 
     def run_ids(self) -> list[str]:
