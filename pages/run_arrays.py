@@ -20,9 +20,14 @@ def _weights(root: str, run_id: str, epochs: int) -> tuple[np.ndarray, np.ndarra
     return RunStore(root).load_weights(run_id)
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def _evolution_epochs(root: str, run_id: str, epochs: int) -> int:
+    return RunStore(root).evolution_epochs(run_id)
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
-def _evolution(root: str, run_id: str, epochs: int) -> np.ndarray:
-    return RunStore(root).load_evolution(run_id)
+def _evolution(root: str, run_id: str, epochs: int, picked: tuple[int, ...]) -> np.ndarray:
+    return RunStore(root).load_evolution(run_id, picked)
 
 
 @st.cache_data(max_entries=16, show_spinner="Scoring the 10,000 test digits …")
@@ -43,9 +48,14 @@ def weights(run: RunInfo) -> tuple[np.ndarray, np.ndarray]:
     return _weights(_root(), run.run_id, run.epochs_completed)
 
 
-def evolution(run: RunInfo) -> np.ndarray:
-    """W after each finished epoch, (epochs, 784, 10); raises RunError for runs without one."""
-    return _evolution(_root(), run.run_id, run.epochs_completed)
+def evolution_epochs(run: RunInfo) -> int:
+    """How many per-epoch snapshots of W the run kept (from the file's header); RunError if none."""
+    return _evolution_epochs(_root(), run.run_id, run.epochs_completed)
+
+
+def evolution(run: RunInfo, picked: tuple[int, ...]) -> np.ndarray:
+    """W after the 0-based epochs ``picked``, (len(picked), 784, 10): only what a page draws is read."""
+    return _evolution(_root(), run.run_id, run.epochs_completed, picked)
 
 
 def predictions_on_test(run: RunInfo, data: Mnist) -> Predictions:
