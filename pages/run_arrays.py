@@ -11,8 +11,8 @@ import streamlit as st
 
 from softmax_core.analysis import Predictions, predictions
 from softmax_core.data import Mnist
-from softmax_core.runs import RunInfo, RunStore
-from pages.session import run_store
+from softmax_core.runs import RunError, RunInfo, RunStore
+from pages.session import literal, run_store
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -43,9 +43,19 @@ def _root() -> str:
     return str(store.root)
 
 
+def _or_stop(read, run: RunInfo):
+    """``read()``; weights damaged after the run was listed stop the page with the reason instead."""
+    try:
+        return read()
+    except RunError as exc:
+        st.error(f"Run {run.run_id} cannot be used: {literal(exc)}", icon=":material/error:")
+        st.stop()
+        raise
+
+
 def weights(run: RunInfo) -> tuple[np.ndarray, np.ndarray]:
     """W (784x10) and b (10) of the run's last finished epoch."""
-    return _weights(_root(), run.run_id, run.epochs_completed)
+    return _or_stop(lambda: _weights(_root(), run.run_id, run.epochs_completed), run)
 
 
 def evolution_epochs(run: RunInfo) -> int:
@@ -60,4 +70,4 @@ def evolution(run: RunInfo, picked: tuple[int, ...]) -> np.ndarray:
 
 def predictions_on_test(run: RunInfo, data: Mnist) -> Predictions:
     """The run's guess and confidence for every test digit."""
-    return _predictions_on_test(_root(), run.run_id, run.epochs_completed, data)
+    return _or_stop(lambda: _predictions_on_test(_root(), run.run_id, run.epochs_completed, data), run)

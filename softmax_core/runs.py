@@ -43,7 +43,8 @@ METRICS_LIMIT = 1 << 30
 STEPS_LIMIT = 32 << 20
 """Above this size a metrics.jsonl is read without its step losses: per-epoch points only."""
 WEIGHTS_LIMIT = 1 << 20
-EVOLUTION_LIMIT = 1 << 30
+EVOLUTION_LIMIT = 256 << 20
+"""W per epoch in float16 is 15,680 bytes: room for some 17,000 epochs."""
 LATEST_CREATED = 4102444800.0
 """2100-01-01: a creation time after it (or before 1970) is damage, not a date."""
 _STEP_LOSSES = re.compile(rb'"step_losses":\s*\[[^\[\]{}"]*\]')

@@ -155,14 +155,16 @@ def _archive(path: Path, limit: int) -> Iterator[zipfile.ZipFile]:
         raise FileRefused(f"{path.name} cannot be loaded safely ({exc})") from None
 
 
-def _open_member(archive: zipfile.ZipFile, name: str, key: str) -> tuple[BinaryIO, tuple[int, ...], np.dtype, bool, int]:
-    """A member opened past its header, after checking the zip's size claim against the header."""
+def _open_member(archive: zipfile.ZipFile, name: str, key: str,
+                 limit: int) -> tuple[BinaryIO, tuple[int, ...], np.dtype, bool, int]:
+    """A member opened past its header, once the header's size, the zip's claim and ``limit`` agree."""
     info = archive.getinfo(f"{key}.npy")
     member = archive.open(info)
     shape, dtype, fortran, nbytes = npy_header(member, name, key)
-    if info.file_size != member.tell() + nbytes:
+    if info.file_size != member.tell() + nbytes or nbytes > limit:
         member.close()
-        raise FileRefused(f"{name}: {key} claims {info.file_size:,} bytes for a {shape} array")
+        raise FileRefused(f"{name}: {key} claims {info.file_size:,} bytes for a {shape} array "
+                          f"(at most {limit:,} are read)")
     return member, shape, dtype, fortran, nbytes
 
 
@@ -170,12 +172,12 @@ def read_npz(path: Path, shapes: dict[str, tuple[int | None, ...]], limit: int,
              rows: Sequence[int] | None = None) -> dict[str, np.ndarray]:
     """The named float arrays of an ``.npz`` as float32, each checked against ``shapes`` (None: any length).
 
-    Nothing is inflated until every header and the zip's own sizes agree with the expected
-    shapes, so a small file that inflates to gigabytes costs nothing. With ``rows``, only those
-    indices along the first axis are read.
+    ``limit`` bounds the file and each array inflated. Nothing is inflated until every header and
+    the zip's own sizes agree with the expected shapes, so a small file that inflates to gigabytes
+    costs nothing. With ``rows``, only those indices along the first axis are read.
     """
     with _archive(path, limit) as archive:
-        return {key: _read_member(archive, path.name, key, shape, rows) for key, shape in shapes.items()}
+        return {key: _read_member(archive, path.name, key, shape, rows, limit) for key, shape in shapes.items()}
 
 
 def npz_shapes(path: Path, keys: Sequence[str], limit: int) -> dict[str, tuple[int, ...]]:
@@ -183,14 +185,14 @@ def npz_shapes(path: Path, keys: Sequence[str], limit: int) -> dict[str, tuple[i
     shapes = {}
     with _archive(path, limit) as archive:
         for key in keys:
-            member, shapes[key], *_ = _open_member(archive, path.name, key)
+            member, shapes[key], *_ = _open_member(archive, path.name, key, limit)
             member.close()
     return shapes
 
 
 def _read_member(archive: zipfile.ZipFile, name: str, key: str, expected: tuple[int | None, ...],
-                 rows: Sequence[int] | None) -> np.ndarray:
-    member, shape, dtype, fortran, nbytes = _open_member(archive, name, key)
+                 rows: Sequence[int] | None, limit: int) -> np.ndarray:
+    member, shape, dtype, fortran, nbytes = _open_member(archive, name, key, limit)
     with member:
         if len(shape) != len(expected) or any(e is not None and e != s for e, s in zip(expected, shape)):
             want = "(" + ", ".join("n" if e is None else str(e) for e in expected) + ")"
