@@ -69,7 +69,10 @@ def _describe(mode: int) -> str:
 def read_bytes(path: Path, limit: int) -> bytes:
     """The whole of a regular file of at most ``limit`` bytes (a file growing meanwhile is cut at it)."""
     with open_regular(path, limit) as handle:
-        data = handle.read(limit + 1)
+        size = os.fstat(handle.fileno()).st_size  # read(limit) would allocate the whole limit up front
+        data = handle.read(size + 1)
+        if len(data) > size:
+            data += handle.read(limit + 1 - len(data))
     if len(data) > limit:
         raise FileRefused(f"{path.name} grew past {limit:,} bytes while being read")
     return data
