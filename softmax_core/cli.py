@@ -99,12 +99,15 @@ def _store(args: argparse.Namespace, writing: bool = False) -> RunStore:
     """The run store named by --runs-dir (or the default); refused if it is not a folder we can use."""
     store = RunStore(args.runs_dir)
     root = store.root
-    if root.exists() and not root.is_dir():
-        raise UsageError(f"runs folder {root} is not a folder")
-    if writing:
-        existing = next(p for p in (root, *root.parents) if p.exists())
-        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-            raise UsageError(f"runs folder {root} cannot be written here ({existing} is read-only or not ours)")
+    try:
+        if root.exists() and not root.is_dir():
+            raise UsageError(f"runs folder {root} is not a folder")
+        if writing:
+            existing = next(p for p in (root, *root.parents) if p.exists())
+            if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+                raise UsageError(f"runs folder {root} cannot be written here ({existing} is read-only or not ours)")
+    except PermissionError:
+        raise UsageError(f"runs folder {root} cannot be reached: permission denied") from None
     return store
 
 
