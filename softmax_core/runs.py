@@ -47,7 +47,6 @@ EVOLUTION_LIMIT = 256 << 20
 """W per epoch in float16 is 15,680 bytes: room for some 17,000 epochs."""
 LATEST_CREATED = 4102444800.0
 """2100-01-01: a creation time after it (or before 1970) is damage, not a date."""
-_STEP_LOSSES = re.compile(rb'"step_losses":\s*\[[^\[\]{}"]*\]')
 CSV_COLUMNS = ("epoch", "train_loss", "train_accuracy", "validation_loss", "validation_accuracy",
                "test_loss", "test_accuracy", "learning_rate", "seconds")
 
@@ -412,7 +411,7 @@ def _read_metrics(path: Path, steps: bool) -> list[dict]:
     except FileNotFoundError:
         return []
     if not steps or len(raw) > STEPS_LIMIT:
-        raw = _STEP_LOSSES.sub(b'"step_losses": []', raw)
+        raw = b"\n".join(_without_step_losses(line) for line in raw.split(b"\n"))
     try:
         lines = raw.decode("utf-8").splitlines()
     except UnicodeDecodeError:
@@ -438,6 +437,20 @@ def _read_metrics(path: Path, steps: bool) -> list[dict]:
             raise RunError(f"{source}: 'step_losses' is not a list of numbers")
         rows.append(row)
     return rows
+
+
+def _without_step_losses(line: bytes) -> bytes:
+    """``line`` with its step losses emptied, if they are a flat list (anything else is left to the checks).
+
+    Step losses are nearly all of a metrics line; cutting them with ``bytes.find`` (memchr speed)
+    spares parsing thousands of numbers per epoch that no listing shows.
+    """
+    key = line.find(b'"step_losses":')
+    start = line.find(b"[", key) if key >= 0 else -1
+    end = line.find(b"]", start) if start >= 0 else -1
+    if end < 0 or line[key + 14:start].strip() or any(line.find(c, start + 1, end) >= 0 for c in (b"[", b"{", b'"')):
+        return line
+    return line[:start + 1] + line[end:]
 
 
 def _check_weights(path: Path) -> None:

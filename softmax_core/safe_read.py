@@ -95,10 +95,13 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_bounded_int)
+
+
 def parse_json(text: str, source: str) -> Any:
     """JSON whose numbers are finite floats or int64-sized ints, nested at most MAX_JSON_DEPTH deep."""
     try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_int)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise FileRefused(f"{source} is nested too deeply") from None
     except FileRefused as exc:
