@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -213,3 +214,14 @@ def test_the_server_listens_on_localhost_and_shows_error_types_only():
     assert settings["client"]["showErrorDetails"] == "type"
     readme = (PROJECT / "README.md").read_text()
     assert "--server.address 0.0.0.0" in readme
+
+
+def test_every_row_of_the_fault_table_names_a_test_that_exists():
+    """docs/faults.md promises a test per row: each id it names is one pytest collects."""
+    table = (PROJECT / "docs" / "faults.md").read_text()
+    named = {line.rsplit("`", 2)[1] for line in table.splitlines() if line.startswith("| ") and "::test_" in line}
+    files = sorted({test_id.split("::")[0] for test_id in named})
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
+                          capture_output=True, text=True, cwd=PROJECT, timeout=WAIT)
+    collected = set(done.stdout.splitlines())
+    assert named and not named - collected, sorted(named - collected)
