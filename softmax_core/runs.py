@@ -40,8 +40,10 @@ _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}")
 JSON_LIMIT = 1 << 20
 """config.json and status.json are a few hundred bytes; a message may hold a long error."""
 METRICS_LIMIT = 1 << 30
-STEPS_LIMIT = 32 << 20
-"""Above this size a metrics.jsonl is read without its step losses: per-epoch points only."""
+STEPS_LIMIT = 8 << 20
+"""Above this size a metrics.jsonl is read without its step losses: per-epoch points only.
+
+A default run's file is about 0.2 MB; 8 MB holds some 400,000 step losses."""
 WEIGHTS_LIMIT = 1 << 20
 EVOLUTION_LIMIT = 256 << 20
 """W per epoch in float16 is 15,680 bytes: room for some 17,000 epochs."""
@@ -228,18 +230,25 @@ class RunStore:
         path = self.path(run_id)
         if not path.is_dir():
             raise RunError(f"no run {run_id!r} in this run store")
-        return _live(_guarded(path, lambda: _read(path, steps=True)))
+        return self._cached(path, steps=True)
 
     def _summary(self, path: Path) -> RunInfo:
+        return self._cached(path, steps=False)
+
+    def _cached(self, path: Path, steps: bool) -> RunInfo:
+        """The run read with or without step losses, re-read only when one of its files changed."""
         key = _signature(path)
+        metrics_size = key[2][1] if key[2] else 0
+        steps = steps and metrics_size <= STEPS_LIMIT  # over it, the summary is the whole answer
+        cache, size = (_FULL, FULL_CACHE_SIZE) if steps else (_SUMMARIES, SUMMARY_CACHE_SIZE)
         with _SUMMARIES_LOCK:
-            cached = _SUMMARIES.get(path)
+            cached = cache.get(path)
         if cached is None or cached[0] != key:
-            cached = (key, _guarded(path, lambda: _read(path, steps=False)))
+            cached = (key, _guarded(path, lambda: _read(path, steps=steps)))
             with _SUMMARIES_LOCK:
-                if len(_SUMMARIES) >= SUMMARY_CACHE_SIZE:
-                    _SUMMARIES.clear()
-                _SUMMARIES[path] = cached
+                if len(cache) >= size:
+                    cache.clear()
+                cache[path] = cached
         return _live(cached[1])
 
     def load_weights(self, run_id: str) -> tuple[np.ndarray, np.ndarray]:
@@ -316,8 +325,11 @@ class RunStore:
 
 
 SUMMARY_CACHE_SIZE = 20_000
+FULL_CACHE_SIZE = 16
 _SUMMARIES: dict[Path, tuple[tuple, RunInfo]] = {}
 """Run summaries by folder, with the (inode, size, mtime) of each file they were read from."""
+_FULL: dict[Path, tuple[tuple, RunInfo]] = {}
+"""The last few runs read with their step losses (the Train page redraws one on every rerun)."""
 _SUMMARIES_LOCK = threading.Lock()
 _SIGNED_FILES = ("config.json", "status.json", "metrics.jsonl", "weights.npz")
 
