@@ -52,7 +52,7 @@ def start_sweep(base: TrainConfig, grid: dict[str, list]) -> bool:
     try:
         job = SweepJob(base, grid, mnist(), run_store()).start()
     except ConfigError as exc:
-        st.error(f"Not started: **{literal(exc.field)}** {literal(str(exc).removeprefix(exc.field + ': '))}",
+        st.error(f"Not started: **{exc.field}** {literal(str(exc).removeprefix(exc.field + ': '))}",
                  icon=":material/block:")
         return False
     st.session_state[JOB_KEY] = job

@@ -78,7 +78,7 @@ def settings_form(initial: TrainConfig, running: bool) -> TrainConfig | None:
         return TrainConfig(learning_rate=rate, batch_size=batch, epochs=epochs, seed=seed, optimizer=optimizer,
                            l2=l2, schedule=schedule, init=initial.init)
     except ConfigError as exc:
-        st.error(f"Not started: **{literal(exc.field)}** {literal(str(exc).removeprefix(exc.field + ': '))}",
+        st.error(f"Not started: **{exc.field}** {literal(str(exc).removeprefix(exc.field + ': '))}",
                  icon=":material/block:")
         return None
 
@@ -233,7 +233,7 @@ def main() -> None:
     with form_column:
         for reason in refused:
             field, _, why = reason.partition(": ")
-            st.error(f"Link setting refused: **{literal(field)}** {literal(why)}. Using the default instead.", icon=":material/block:")
+            st.error(f"Link setting refused: **{field}** {literal(why)}. Using the default instead.", icon=":material/block:")
         config = settings_form(initial, running)
         if config is not None:
             start_job(config)
