@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from pages.session import literal, mnist, navigation_ready, page_header, run_label, run_store, runs_with_weights
+from pages.session import job_service, literal, mnist, navigation_ready, page_header, run_label, run_store, runs_with_weights
 from softmax_core.config import TrainConfig
 from softmax_core.data import IMAGE_SIDE, TEST_SIZE, TRAIN_SIZE, VALIDATION_SIZE, Mnist
 from softmax_core.figures.curves import accuracy_curves
@@ -132,6 +132,7 @@ def main() -> None:
     ]})
     navigation_ready()
     mnist()
+    job_service()  # started with the first page: its worker is warm before anyone presses Start
     page.run()
 
 

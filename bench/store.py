@@ -30,15 +30,14 @@ def build_store(root: Path, count: int) -> str:
     """A store of ``count`` copies of one real default run; returns the source run's id."""
     from softmax_core.config import TrainConfig
     from softmax_core.data import load_mnist
-    from softmax_core.jobs import TrainingJob
+    from softmax_core.record import record_run
     from softmax_core.runs import RunStore
 
     source = RunStore(root / "source")
-    job = TrainingJob(TrainConfig(), load_mnist(allow_download=False), source).start()
-    job.join()
-    if job.snapshot().status != "completed":
-        raise SystemExit(f"the source run ended as {job.snapshot().status}")
-    folder = source.path(job.run_id)
+    run_id, status, message = record_run(source, TrainConfig(), load_mnist(allow_download=False))
+    if status != "completed":
+        raise SystemExit(f"the source run ended as {status}: {message}")
+    folder = source.path(run_id)
     meta = json.loads((folder / "config.json").read_text())
     store = root / "runs"
     store.mkdir()
@@ -48,7 +47,7 @@ def build_store(root: Path, count: int) -> str:
         for name in ("status.json", "metrics.jsonl", "weights.npz", "evolution.npz"):
             os.link(folder / name, run / name)
         (run / "config.json").write_text(json.dumps({**meta, "created": meta["created"] - count + n}))
-    return job.run_id
+    return run_id
 
 
 def stroke(seed: int) -> dict:

@@ -16,14 +16,13 @@ import streamlit as st
 from softmax_core.analysis import evidence, logit_parts
 from softmax_core.config import TrainConfig
 from softmax_core.figures.digits import digit_image, evidence_map, probability_bars
-from softmax_core.jobs import TrainingJob
 from softmax_core.model import predict_proba
 from softmax_core.preprocess import canvas_to_mnist
 from pages.run_arrays import weights
-from pages.session import literal, mnist, page_header, pick_run, run_store
+from pages.session import job_service, literal, page_header, pick_run, run_store
 
 CANVAS_KEY = "draw_canvas_key"  # holds the canvas widget's current key; Clear moves it to a fresh one
-JOB_KEY = "draw_training_job"
+JOB_KEY = "draw_training_run"
 CANVAS_SIDE = 280
 STROKE_WIDTH = 20  # ~2 px once a 200 px digit is fitted to MNIST's 20x20 box, like MNIST's pens
 
@@ -35,19 +34,21 @@ def clear_canvas() -> None:
 
 
 def offer_training() -> None:
-    """With no run yet: train one with the defaults right here, then predict with it."""
+    """With no run yet: queue one with the defaults right here, then predict with it."""
     config = TrainConfig()
-    job = st.session_state.get(JOB_KEY)
-    if job is None:
+    service = job_service()
+    run_id = st.session_state.get(JOB_KEY)
+    if run_id is None or service.snapshot(run_id) is None:
         st.markdown(f"Or train one here with the default settings ({config.epochs} epochs, a few seconds), "
                     "then come straight back to drawing.")
         if not st.button("Train a model with defaults", type="primary", icon=":material/bolt:", key="draw_train"):
             return
-        job = st.session_state[JOB_KEY] = TrainingJob(config, mnist(), run_store()).start()
+        run_id = st.session_state[JOB_KEY] = service.submit(run_store(), config)
     bar = st.progress(0.0, text="Starting …")
-    while not (snapshot := job.snapshot()).done:
-        bar.progress(snapshot.progress, text=f"Training with defaults: epoch {len(snapshot.history)} of "
-                                              f"{config.epochs} · {snapshot.elapsed:.1f} s")
+    while not (snapshot := service.snapshot(run_id)).done:
+        text = (f"Queued: position {snapshot.position}" if snapshot.status == "queued" else
+                f"Training with defaults: epoch {len(snapshot.history)} of {config.epochs} · {snapshot.elapsed:.1f} s")
+        bar.progress(snapshot.progress, text=text)
         time.sleep(0.15)
     del st.session_state[JOB_KEY]
     if snapshot.history:

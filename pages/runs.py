@@ -10,14 +10,15 @@ import datetime as dt
 
 import streamlit as st
 
-from pages.session import RUN_PARAM, literal, page_header, run_label, run_store, saved_runs
+from pages.session import RUN_PARAM, job_service, literal, page_header, run_label, run_store, running_now, saved_runs
 from softmax_core.figures.curves import METRICS, run_name, runs_overlay
 from softmax_core.runs import RunError, RunInfo, RunStore
 
 COMPARE_DEFAULT = 3
 CONFIRM_KEY = "runs_confirm_delete"
 STATUS_MARKS = {"completed": "✓ completed", "stopped": "■ stopped", "diverged": "⚠ diverged", "failed": "✕ failed",
-                "interrupted": "○ interrupted", "running": "● running", "unreadable": "✕ unreadable"}
+                "interrupted": "○ interrupted", "running": "● running", "queued": "… queued",
+                "cancelled": "– cancelled", "pruned": "✂ pruned", "unreadable": "✕ unreadable"}
 OVERLAY_METRICS = ("test_accuracy", "validation_accuracy", "test_loss", "train_loss")
 
 
@@ -99,7 +100,13 @@ def manage(store: RunStore, runs: list[RunInfo]) -> None:
     cols[1].download_button("Metrics (.csv)", store.metrics_csv(run_id) if run.metrics else "",
                             file_name=f"{run_id}-metrics.csv", mime="text/csv", icon=":material/table_view:",
                             disabled=not run.metrics, key="runs_download_csv", on_click="ignore", width="stretch")
-    training = run.status == "running"
+    job = job_service().snapshot(run_id)
+    training = run.status in ("running", "queued") or (job is not None and not job.done)
+    if job is not None and not job.done:
+        label = "Cancel" if job.status == "queued" else "Stop"
+        if cols[3].button(label, icon=":material/stop_circle:", key="runs_stop", disabled=job.stopping):
+            job_service().stop(run_id)
+            st.rerun()
     if cols[2].button("Delete …", icon=":material/delete:", key="runs_delete", disabled=training, width="stretch",
                       help="Still training: stop it first." if training else None):
         st.session_state[CONFIRM_KEY] = run_id
@@ -136,6 +143,8 @@ def main() -> None:
         st.page_link("pages/train.py", label="Train a model", icon=":material/model_training:")
         return
     st.caption(f"{len(runs)} run{'s' * (len(runs) != 1)} in this lab's run store")
+    if job_service().active():
+        running_now()
     runs_table(runs)
     compare(runs)
     manage(store, runs)

@@ -13,24 +13,11 @@ import time
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
-from streamlit.runtime.scriptrunner import script_runner
 
 from softmax_core.data import DataError, Mnist, load_mnist
+from softmax_core.jobs import JobService, JobSnapshot, shared_service
 from softmax_core.runs import RunError, RunInfo, RunStore, check_run_id, default_root
 
-def _keep_tensorflow_state() -> None:
-    """Stop Streamlit from clearing Keras after every script run, fragment polls included.
-
-    TensorFlow imports Keras, so Streamlit's post-run cleanup calls ``keras.backend.clear_session()``
-    (reset graph, drop kernel cache, gc.collect: 0.5 s holding the GIL) after each 0.5 s poll of
-    the Train page, starving the training thread. The lab builds no Keras models; nothing needs
-    clearing. Private API: tests/test_pages_train.py checks the patch is in place.
-    """
-    if hasattr(script_runner, "_clean_problem_modules"):
-        script_runner._clean_problem_modules = lambda: None
-
-
-_keep_tensorflow_state()
 
 TRAIN_PAGE = "pages/train.py"
 RUN_PARAM = "run"
@@ -99,6 +86,11 @@ def _store_at(root: str) -> RunStore:
 def run_store() -> RunStore:
     """The shared run store (at $SOFTMAX_LAB_RUNS or the default folder), one per root."""
     return _store_at(str(default_root()))
+
+
+def job_service() -> JobService:
+    """The server's one job service: its queue and worker process are shared by every session."""
+    return shared_service()
 
 
 _MARKDOWN_ASCII = re.compile(r"([!-/:-@\[-`{-~])")
@@ -204,3 +196,40 @@ def page_header(title: str, caption: str) -> None:
     _through_entrypoint()
     st.title(title, anchor=False)
     st.caption(caption)
+
+
+def job_line(snap: JobSnapshot) -> str:
+    """One line of a job's state: queue position, or epoch, progress and time left."""
+    if snap.status == "queued":
+        return f"queued · #{snap.position} in line"
+    epoch = min(int(snap.progress * snap.config.epochs) + 1, snap.config.epochs)
+    left = f" · ~{snap.eta:.0f} s left" if snap.eta is not None else ""
+    state = "stopping" if snap.stopping else f"epoch {epoch}/{snap.config.epochs} · {snap.progress:.0%}"
+    return f"{state}{left}"
+
+
+RUNNING_NOW_ROWS = 5
+"""Jobs listed with their own Stop; a room of twenty queued runs would otherwise fill the page."""
+
+
+@st.fragment(run_every=1.0)
+def running_now(exclude: str | None = None) -> None:
+    """Every queued and running job of this server, from any session, each with Stop."""
+    jobs = [j for j in job_service().active() if j.run_id != exclude]
+    st.subheader("Running now", anchor=False)
+    if not jobs:
+        st.caption("Nothing else is queued or training in this lab.")
+        return
+    for snap in jobs[:RUNNING_NOW_ROWS]:
+        with st.container(border=True, gap="small"):
+            st.text(f"{snap.config.label()}\n{job_line(snap)}")
+            with st.container(horizontal=True, gap="small"):
+                st.page_link(TRAIN_PAGE, label="Watch", icon=":material/visibility:",
+                             query_params={RUN_PARAM: snap.run_id})
+                label = "Cancel run" if snap.status == "queued" else "Stop run"
+                if st.button(label, key=f"running_now_stop_{snap.run_id}", icon=":material/stop_circle:",
+                             disabled=snap.stopping):
+                    job_service().stop(snap.run_id)
+                    st.rerun(scope="fragment")
+    if len(jobs) > RUNNING_NOW_ROWS:
+        st.caption(f"… and {len(jobs) - RUNNING_NOW_ROWS} more queued: every run is on the Runs page.")

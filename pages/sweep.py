@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.session import literal, mnist, page_header, run_store
+from pages.session import job_service, literal, mnist, page_header, run_store
 from softmax_core.config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
 from softmax_core.figures.curves import METRICS, runs_overlay, sweep_heatmap
+from softmax_core.jobs import JobSnapshot
 from softmax_core.query import to_query
 from softmax_core.runs import RunError, RunInfo
-from softmax_core.sweeps import SELECTION_METRIC, SweepJob, best_run, saved_sweeps
+from softmax_core.sweeps import SELECTION_METRIC, best_run, saved_sweeps, submit_sweep
 
-JOB_KEY = "sweep_job"
-"""This browser session's SweepJob; one per session."""
+JOB_KEY = "sweep_runs"
+"""The sweep this browser session queued last: (sweep id, run ids in grid order)."""
 SWEEP_PARAM = "sweep"
 POLL_SECONDS = 0.5
 LEARNING_RATES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -25,7 +26,7 @@ EPOCHS = (1, 2, 3, 5, 10, 15, 20, 30, 50)
 OVERLAY_METRICS = ("validation_loss", "test_loss", "train_loss", "validation_accuracy")
 
 
-def grid_form(running: bool) -> tuple[TrainConfig, dict[str, list]] | None:
+def grid_form() -> tuple[TrainConfig, dict[str, list]] | None:
     """The grid and the fixed settings; returned when Start is pressed."""
     defaults = TrainConfig()
     with st.form("sweep_form"):
@@ -38,9 +39,7 @@ def grid_form(running: bool) -> tuple[TrainConfig, dict[str, list]] | None:
                                 key="sweep_schedule")
         seed = st.number_input("Seed", 0, 2**31 - 1, defaults.seed, key="sweep_seed")
         start = st.form_submit_button("Start sweep", type="primary", icon=":material/play_arrow:",
-                                      disabled=running, width="stretch")
-    if running:
-        st.caption("A sweep is running in this session; stop it to start another.")
+                                      width="stretch")
     if not start:
         return None
     grid = {"learning_rate": rates, "batch_size": batches, "epochs": epochs, "optimizer": optimizers}
@@ -48,16 +47,25 @@ def grid_form(running: bool) -> tuple[TrainConfig, dict[str, list]] | None:
 
 
 def start_sweep(base: TrainConfig, grid: dict[str, list]) -> bool:
-    """Start this session's sweep; a bad grid is refused with the field named."""
+    """Queue every run of the grid in the lab's job service; a bad grid is refused with the field named."""
     try:
-        job = SweepJob(base, grid, mnist(), run_store()).start()
+        sweep_id, run_ids = submit_sweep(job_service(), run_store(), base, grid)
     except ConfigError as exc:
         st.error(f"Not started: **{exc.field}** {literal(str(exc).removeprefix(exc.field + ': '))}",
                  icon=":material/block:")
         return False
-    st.session_state[JOB_KEY] = job
-    st.query_params[SWEEP_PARAM] = job.sweep_id
+    except (OSError, RunError) as exc:
+        st.error(f"Not started: the runs could not be saved ({exc.strerror if isinstance(exc, OSError) else exc}).",
+                 icon=":material/block:")
+        return False
+    st.session_state[JOB_KEY] = (sweep_id, run_ids)
+    st.query_params[SWEEP_PARAM] = sweep_id
     return True
+
+
+def sweep_jobs(run_ids: list[str]) -> list[JobSnapshot]:
+    """The sweep's jobs as the job service sees them (runs it no longer knows are left out)."""
+    return [snap for run_id in run_ids if (snap := job_service().snapshot(run_id)) is not None]
 
 
 def sweep_runs(run_ids: list[str]) -> list[RunInfo]:
@@ -72,21 +80,24 @@ def sweep_runs(run_ids: list[str]) -> list[RunInfo]:
 
 
 @st.fragment(run_every=POLL_SECONDS)
-def live_sweep(job: SweepJob) -> None:
+def live_sweep(run_ids: list[str]) -> None:
     """Overall progress, the run in training, and the results so far."""
-    snap = job.snapshot()
-    if snap.done:
+    jobs = sweep_jobs(run_ids)
+    if all(job.done for job in jobs):
         st.rerun()
+    finished = [job for job in jobs if job.done]
+    current = next((job for job in jobs if job.status == "running"), None)
+    progress = (len(finished) + (current.progress if current else 0.0)) / max(len(jobs), 1)
     now = ""
-    if snap.current is not None and snap.current_config is not None:
-        epoch = min(int(snap.current.progress * snap.current_config.epochs) + 1, snap.current_config.epochs)
-        now = f" · now {snap.current_config.label()}, epoch {epoch}"
-    left = f" · about {snap.eta:.0f} s left" if snap.eta is not None and snap.progress > 0.02 else ""
-    st.progress(snap.progress, text=f"Run {min(snap.finished + 1, snap.total)} of {snap.total}{now}{left}")
+    if current is not None:
+        epoch = min(int(current.progress * current.config.epochs) + 1, current.config.epochs)
+        now = f" · now {current.config.label()}, epoch {epoch}"
+    st.progress(progress, text=f"Run {min(len(finished) + 1, len(jobs))} of {len(jobs)}{now}")
     if st.button("Stop sweep", icon=":material/stop_circle:", key="sweep_stop"):
-        job.stop()
-        st.caption("Stopping: the current run ends as stopped, no further runs start …")
-    results(sweep_runs(snap.run_ids[:snap.finished]), live=True)
+        for job in reversed(jobs):  # queued ones first, so none starts while the current one stops
+            job_service().stop(job.run_id)
+        st.caption("Stopping: the current run ends as stopped, the queued ones are cancelled …")
+    results(sweep_runs([job.run_id for job in finished]), live=True)
 
 
 def results(runs: list[RunInfo], live: bool = False) -> None:
@@ -116,13 +127,13 @@ def results(runs: list[RunInfo], live: bool = False) -> None:
                     config={"displayModeBar": False})
 
 
-def pick_sweep(job: SweepJob | None) -> list[RunInfo] | None:
+def pick_sweep(own: str | None) -> list[RunInfo] | None:
     """The saved sweep to show: ?sweep=, else this session's, else the newest."""
     sweeps = saved_sweeps(run_store())
     if not sweeps:
         return None
     ids = list(sweeps)
-    wanted = st.query_params.get(SWEEP_PARAM) or (job.sweep_id if job else None)
+    wanted = st.query_params.get(SWEEP_PARAM) or own
     sweep_id = st.selectbox("Sweep", ids, index=ids.index(wanted) if wanted in sweeps else 0, key="sweep_pick",
                             format_func=lambda s: f"{s} · {len(sweeps[s])} runs · {sweep_summary(sweeps[s])}")
     if st.query_params.get(SWEEP_PARAM) != sweep_id:
@@ -141,23 +152,27 @@ def main() -> None:
     page_header("Sweep", "Train a grid of settings one run at a time, pick the best on the validation split, "
                          "then train it from the Train page.")
     mnist()
-    job: SweepJob | None = st.session_state.get(JOB_KEY)
-    running = job is not None and not job.snapshot().done
+    sweep_id, run_ids = st.session_state.get(JOB_KEY, (None, []))
+    jobs = sweep_jobs(run_ids)
+    running = any(not job.done for job in jobs)
     form_column, result_column = st.columns([1.3, 2.4], gap="large")
     with form_column:
-        request = grid_form(running)
+        request = grid_form()
         if request is not None and start_sweep(*request):
-            st.rerun()  # redraw the form with Start disabled while the sweep runs
+            st.rerun()  # show the new sweep live
     with result_column:
         if running:
-            live_sweep(job)
+            live_sweep(run_ids)
             return
-        if job is not None and job.snapshot().status == "stopped":
-            st.info(f"Sweep stopped after {job.snapshot().finished} runs; those are saved.", icon=":material/stop_circle:")
-        runs = pick_sweep(job)
+        stopped = [job for job in jobs if job.status in ("stopped", "cancelled")]
+        if stopped:
+            kept = sum(1 for job in jobs if job.history)
+            st.info(f"Sweep stopped; {kept} of its runs finished at least one epoch and are saved.",
+                    icon=":material/stop_circle:")
+        runs = pick_sweep(sweep_id)
         if runs is None:
-            st.info("No sweep yet. Choose values on the left: every combination is trained and saved as a "
-                    "run, one after another.", icon=":material/tune:")
+            st.info("No sweep yet. Choose values on the left: every combination is queued as a run and "
+                    "trained in turn.", icon=":material/tune:")
             return
         results(runs)
 

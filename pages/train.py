@@ -1,25 +1,24 @@
 """Train: choose settings, start a background run, watch its curves live, stop it.
 
 The settings live in the URL (a link reproduces them) and the run id joins them once a run
-starts, so a reload or a server restart shows that run from the store instead of nothing.
+starts. Runs train in the lab's job service, not in this session: a reload, a second tab or
+another person's browser with the same ``?run=`` sees the live run and can stop it.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from pages.session import RUN_PARAM, literal, mnist, page_header, run_store
+from pages.session import RUN_PARAM, job_service, literal, page_header, run_store, running_now
 from softmax_core.config import MAX_EPOCHS, OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
 from softmax_core.data import TRAIN_SIZE
 from softmax_core.figures.curves import accuracy_curves, loss_curves
-from softmax_core.jobs import TrainingJob
+from softmax_core.jobs import JobSnapshot
 from softmax_core.query import PARAMS, config_from_query, to_query
 from softmax_core.runs import RunError, RunInfo, check_run_id
 
-JOB_KEY = "train_job"
-"""This browser session's TrainingJob: one per session, kept across reruns and page switches."""
-STOPPING_KEY = "train_stopping"
-"""The run id whose Stop was pressed, so every later redraw says it is stopping."""
+RUN_KEY = "train_run"
+"""The run id this browser session started last, shown when the URL names no run."""
 POLL_SECONDS = 0.5
 LEARNING_RATES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 L2_PENALTIES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
@@ -50,7 +49,7 @@ def with_choice(options: tuple[float, ...], value: float) -> list[float]:
     return sorted(set(options) | {value})
 
 
-def settings_form(initial: TrainConfig, running: bool) -> TrainConfig | None:
+def settings_form(initial: TrainConfig, waiting: int) -> TrainConfig | None:
     """The settings form; the validated config when Start is pressed, else None."""
     with st.form("train_form"):
         rate = st.select_slider("Learning rate", with_choice(LEARNING_RATES, initial.learning_rate),
@@ -69,9 +68,9 @@ def settings_form(initial: TrainConfig, running: bool) -> TrainConfig | None:
         seed = st.number_input("Seed", 0, 2**31 - 1, initial.seed, key="seed",
                                help="Shuffling order (and initial weights if random).")
         start = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
-                                      disabled=running, width="stretch")
-    if running:
-        st.caption("A run is training in this session; stop it to start another.")
+                                      width="stretch")
+    if waiting:
+        st.caption(f"The lab is busy: a new run waits behind {waiting} queued run{'s' * (waiting != 1)}.")
     if not start:
         return None
     try:
@@ -83,11 +82,17 @@ def settings_form(initial: TrainConfig, running: bool) -> TrainConfig | None:
         return None
 
 
-def start_job(config: TrainConfig) -> None:
-    """Start this session's run and put its settings and id in the URL."""
-    job = TrainingJob(config, mnist(), run_store()).start()
-    st.session_state[JOB_KEY] = job
-    st.query_params.from_dict({**to_query(config), RUN_PARAM: job.run_id})
+def start_job(config: TrainConfig) -> bool:
+    """Queue the run in the lab's job service and put its settings and id in the URL."""
+    try:
+        run_id = job_service().submit(run_store(), config)
+    except (OSError, RunError) as exc:
+        st.error(f"Not started: the run could not be saved ({exc.strerror if isinstance(exc, OSError) else exc}).",
+                 icon=":material/block:")
+        return False
+    st.session_state[RUN_KEY] = run_id
+    st.query_params.from_dict({**to_query(config), RUN_PARAM: run_id})
+    return True
 
 
 def url_run_id() -> str | None:
@@ -131,26 +136,32 @@ def curves(history: list, epochs: int) -> None:
 
 
 @st.fragment(run_every=POLL_SECONDS)
-def live_run(job: TrainingJob) -> None:
-    """Redrawn every half second from the job's snapshot while it trains.
+def live_run(run_id: str) -> None:
+    """Redrawn every half second from the job service while the run waits or trains, in any session.
 
     The elements are the same on every redraw (empty charts before the first epoch), so the
     charts update in place instead of being mounted afresh.
     """
-    snap = job.snapshot()
-    if snap.done:
-        st.rerun()  # the whole page: shows the result and enables Start again
-    progress_bar(snap.progress, job.config.epochs, snap.elapsed, snap.eta)
-    if st.button("Stop", icon=":material/stop_circle:", key="train_stop"):
-        job.stop()
-        st.session_state[STOPPING_KEY] = job.run_id
-    if st.session_state.get(STOPPING_KEY) == job.run_id:
+    snap = job_service().snapshot(run_id)
+    if snap is None or snap.done:
+        st.rerun()  # the whole page: shows the result
+    if snap.status == "queued":
+        why = ("the training process is starting (TensorFlow loads once per server)" if job_service().warming
+               else "starts when a training slot is free")
+        st.progress(0.0, text=f"Queued: position {snap.position} · {why}")
+    else:
+        progress_bar(snap.progress, snap.config.epochs, snap.elapsed, snap.eta)
+    label = "Cancel" if snap.status == "queued" else "Stop"
+    if st.button(label, icon=":material/stop_circle:", key="train_stop", disabled=snap.stopping):
+        job_service().stop(run_id)
+        snap = job_service().snapshot(run_id) or snap
+    if snap.stopping:
         st.caption("Stopping after the current chunk of steps …")
     else:
-        st.caption(f"Training {job.config.label()}; the curves gain a point as each epoch ends "
+        st.caption(f"Training {snap.config.label()}; the curves gain a point as each epoch ends "
                    "(changes are since the epoch before).")
     metric_row(snap.history, live=True)
-    curves(snap.history, job.config.epochs)
+    curves(snap.history, snap.config.epochs)
 
 
 def outcome(status: str, message: str, history: list, seconds: float | None) -> None:
@@ -169,8 +180,13 @@ def outcome(status: str, message: str, history: list, seconds: float | None) -> 
         st.warning(f"This run was interrupted: the process training it stopped (a server restart?). {kept}",
                    icon=":material/history:")
     elif status == "running":
-        st.info("This run is training in another session or process; reload to see new epochs.",
-                icon=":material/sync:")
+        st.info("This run is training in another process (the command line or another server); "
+                "reload to see new epochs.", icon=":material/sync:")
+    elif status == "cancelled":
+        st.info("This run was cancelled before it started.", icon=":material/cancel:")
+    elif status == "pruned":
+        st.info(f"The search stopped this trial after {n} epoch{'s' * (n != 1)}: it was behind the others.",
+                icon=":material/content_cut:")
     else:
         st.error(f"Training failed. {literal(message)}", icon=":material/error:")
 
@@ -183,9 +199,8 @@ def run_links(run_id: str) -> None:
             st.page_link(page, label=label, icon=icon, query_params={RUN_PARAM: run_id})
 
 
-def finished_job(job: TrainingJob) -> None:
-    snap = job.snapshot()
-    run_result(job.run_id, snap.status, snap.message, snap.history, snap.elapsed, job.config.epochs,
+def finished_job(snap: JobSnapshot) -> None:
+    run_result(snap.run_id, snap.status, snap.message, snap.history, snap.elapsed, snap.config.epochs,
                "Final epoch; changes are since epoch 1.")
 
 
@@ -222,30 +237,30 @@ def stored_run(run_id: str | None) -> RunInfo | None:
 def main() -> None:
     page_header("Train", "Softmax regression on the 55,000 training digits; validation and test "
                          "accuracy measured after every epoch.")
-    job: TrainingJob | None = st.session_state.get(JOB_KEY)
-    running = job is not None and not job.snapshot().done
-    wanted = url_run_id()
-    own = job if job is not None and wanted in (None, job.run_id) else None
-    saved = None if own else stored_run(wanted)
-    shown_config = own.config if own else saved.config if saved and saved.config else None
+    service = job_service()
+    wanted = url_run_id() or st.session_state.get(RUN_KEY)
+    snap = service.snapshot(wanted) if wanted else None
+    saved = None if snap else stored_run(wanted)
+    shown_config = snap.config if snap else saved.config if saved and saved.config else None
     initial, refused = link_settings(shown_config or TrainConfig())
     form_column, run_column = st.columns([1, 2.6], gap="large")
     with form_column:
         for reason in refused:
             field, _, why = reason.partition(": ")
             st.error(f"Link setting refused: **{field}** {literal(why)}. Using the default instead.", icon=":material/block:")
-        config = settings_form(initial, running)
-        if config is not None:
-            start_job(config)
-            st.rerun()  # redraw the form with Start disabled while the run trains
+        queued = sum(1 for job in service.active() if job.status == "queued")
+        config = settings_form(initial, queued)
+        if config is not None and start_job(config):
+            st.rerun()  # show the new run from the URL
+        running_now(exclude=wanted)
     with run_column:
-        if own is not None:
-            if wanted is None:
-                st.query_params.update({**to_query(own.config), RUN_PARAM: own.run_id})
-            if running:
-                live_run(own)
+        if snap is not None:
+            if url_run_id() is None:
+                st.query_params.update({**to_query(snap.config), RUN_PARAM: snap.run_id})
+            if snap.done:
+                finished_job(snap)
             else:
-                finished_job(own)
+                live_run(snap.run_id)
         elif saved is not None:
             saved_run(saved)
         elif wanted is not None:

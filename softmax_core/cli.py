@@ -22,7 +22,8 @@ from .analysis import confusion_matrix, per_class_accuracy
 from .config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
 from .model import predict_proba
 from .data import DataError, Mnist, load_mnist
-from .runs import RunError, RunInfo, RunStore
+from .jobs import JobSnapshot
+from .runs import RunError, RunInfo, RunStore, failure_reason
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -148,37 +149,77 @@ def cmd_train(args: argparse.Namespace) -> int:
                          init=args.init)
     store = _store(args, writing=True)
     data = _data(args)
-    from .jobs import TrainingJob  # TensorFlow loads only once settings and data are known good
+    from .record import record_run  # TensorFlow loads only once settings and data are known good
 
-    job = TrainingJob(config, data, store).start()
-    print(f"run {job.run_id}: {config.label()}", file=sys.stderr)
+    run = LocalRun(config)
+    threading.Thread(target=run.train, args=(record_run, store, data), daemon=True).start()
     bar = ProgressBar(config.epochs)
     try:
-        while not job.snapshot().done:
-            bar.show(job.snapshot())
-            time.sleep(0.1)
+        while not run.ended.wait(0.1):
+            bar.show(run.snapshot())
     except KeyboardInterrupt:
-        job.stop()
-    job.join()
-    snap = job.snapshot()
+        run.stop.set()
+    run.ended.wait()  # an Event, not Thread.join: a join cut short by Ctrl-C can later return too early
+    snap = run.snapshot()
     bar.show(snap)
     bar.close()
-    run = store.get(job.run_id)
-    final = run.final
+    if not snap.run_id:
+        print(f"error: no run was started: {snap.message}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    final = snap.history[-1].to_dict() if snap.history else {}
     payload = {
-        "run_id": run.run_id, "run_dir": str(run.path), "status": snap.status, "message": snap.message,
-        "epochs_completed": run.epochs_completed, "seconds": round(snap.elapsed, 3), "config": config.to_dict(),
+        "run_id": snap.run_id, "run_dir": str(store.path(snap.run_id)), "status": snap.status,
+        "message": snap.message, "epochs_completed": len(snap.history), "seconds": round(snap.elapsed, 3),
+        "config": config.to_dict(),
         "final": {k: final.get(k) for k in ("train_loss", "test_loss", "test_accuracy", "validation_accuracy")},
     }
-    summary = f"{snap.status}: {run.epochs_completed} epochs in {snap.elapsed:.1f} s"
+    summary = f"{snap.status}: {len(snap.history)} epochs in {snap.elapsed:.1f} s"
     if final:
         summary += f", test accuracy {final['test_accuracy']:.2%}"
     if snap.message:
         print(snap.message, file=sys.stderr)
-    _emit(args, payload, f"{summary} (run {run.run_id})")
+    _emit(args, payload, f"{summary} (run {snap.run_id})")
     if snap.status == "stopped":
         return EXIT_INTERRUPTED
     return EXIT_OK if snap.status == "completed" else EXIT_RUN_FAILED
+
+
+class LocalRun:
+    """One run trained in a thread of the CLI's own process, seen through job-service snapshots."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.stop = threading.Event()
+        self.ended = threading.Event()
+        self._lock = threading.Lock()
+        self._run_id, self._progress, self._history = "", 0.0, []
+        self._status, self._message = "running", ""
+        self._started, self._ended = time.monotonic(), None
+
+    def train(self, record_run, store: RunStore, data: Mnist) -> None:
+        try:
+            run_id, status, message = record_run(store, self.config, data, self.stop, on_progress=self._on_progress,
+                                                 on_epoch=self._on_epoch)
+        except (OSError, RunError) as exc:  # the run folder could not even be made
+            run_id, status, message = "", "failed", failure_reason(exc)
+        with self._lock:
+            self._run_id, self._status, self._message, self._ended = run_id, status, message, time.monotonic()
+        self.ended.set()
+
+    def _on_progress(self, fraction: float) -> None:
+        with self._lock:
+            self._progress = fraction
+
+    def _on_epoch(self, metrics) -> None:
+        with self._lock:
+            self._history.append(metrics)
+
+    def snapshot(self) -> JobSnapshot:
+        with self._lock:
+            elapsed = (self._ended or time.monotonic()) - self._started
+            eta = elapsed * (1 - self._progress) / self._progress if self._progress > 0 and self._ended is None else None
+            return JobSnapshot(self._run_id, self._status, self.config, self._progress, elapsed, eta,
+                               list(self._history), self._message)
 
 
 class ProgressBar:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import io
 import json
 import os
@@ -34,8 +35,14 @@ from .config import ConfigError, TrainConfig
 from .data import CLASSES, PIXELS
 from .safe_read import FileRefused
 
-STATUSES = ("running", "completed", "stopped", "diverged", "failed", "interrupted", "unreadable")
-FINAL_STATUSES = ("completed", "stopped", "diverged", "failed")
+STATUSES = ("queued", "running", "completed", "stopped", "diverged", "failed", "cancelled", "interrupted",
+            "pruned", "unreadable")
+FINAL_STATUSES = ("completed", "stopped", "diverged", "failed", "cancelled", "interrupted", "pruned")
+ACTIVE_STATUSES = ("queued", "running")
+"""Written by a live process; read as cancelled / interrupted once that process is gone."""
+STATUS_BYTES = 4096
+"""status.json is padded to this size when created, so that a run's end can be written over it in
+place when the disk is full (no new blocks needed)."""
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}")
 JSON_LIMIT = 1 << 20
 """config.json and status.json are a few hundred bytes; a message may hold a long error."""
@@ -103,6 +110,27 @@ def _write_json(path: Path, value: Any) -> None:
     _atomic_write(path, lambda h: h.write(json.dumps(value, indent=1).encode()))
 
 
+def _status_bytes(state: dict[str, Any]) -> bytes:
+    """The status as JSON padded with spaces to STATUS_BYTES; a message too long is cut to fit."""
+    text = json.dumps(state, indent=1).encode()
+    if len(text) > STATUS_BYTES:
+        cut = len(text) - STATUS_BYTES + 1
+        text = json.dumps({**state, "message": state.get("message", "")[:-cut] + "…"}, indent=1).encode()
+    return text.ljust(STATUS_BYTES)
+
+
+def _overwrite_in_place(path: Path, data: bytes) -> None:
+    """Write over an existing file's own blocks: works on a full disk, where a new file cannot."""
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+    try:
+        if os.fstat(fd).st_size < len(data):
+            raise RunError(f"{path.name} is too small to be overwritten in place")
+        os.pwrite(fd, data, 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class RunInfo:
     """What the store knows of one run; ``error`` is set when its files are unreadable."""
@@ -136,6 +164,19 @@ class RunInfo:
         return self.metrics[-1]["seconds"] if self.metrics else None
 
 
+def failure_reason(exc: BaseException) -> str:
+    """One line for a failed run, without server paths: what went wrong, not where."""
+    if isinstance(exc, OSError):
+        if exc.errno == errno.ENOSPC:
+            return "the disk is full: free some space and train again"
+        if exc.errno == errno.ENOENT:
+            return "the run's folder was removed while it trained"
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return "the runs folder is not writable"
+        return f"could not write the run: {exc.strerror or type(exc).__name__}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 class RunWriter:
     """Writes one run as it trains; every call leaves the folder loadable."""
 
@@ -160,11 +201,29 @@ class RunWriter:
             handle.flush()
             os.fsync(handle.fileno())
 
+    def start(self) -> None:
+        """Mark a queued run as running (written by the process that owns the job)."""
+        self._status.update(status="running", started=time.time())
+        _atomic_write(self.path / "status.json", lambda h: h.write(_status_bytes(self._status)))
+
     def finish(self, status: str, message: str = "") -> None:
+        """Record how the run ended; on a full disk, over the old status in place.
+
+        Raises RunError when neither write works (the folder is gone): the caller reports it.
+        """
         if status not in FINAL_STATUSES:
             raise ValueError(f"final status must be one of {FINAL_STATUSES}")
         self._status.update(status=status, message=message, ended=time.time())
-        _write_json(self.path / "status.json", self._status)
+        data = _status_bytes(self._status)
+        path = self.path / "status.json"
+        try:
+            _atomic_write(path, lambda h: h.write(data))
+        except OSError as first:
+            try:
+                _overwrite_in_place(path, data)
+            except (OSError, RunError) as exc:
+                raise RunError(f"could not record the end of run {self.run_id}: {first.strerror or first} "
+                               f"({type(exc).__name__})") from None
 
 
 class RunStore:
@@ -176,8 +235,13 @@ class RunStore:
     def path(self, run_id: str) -> Path:
         return self.root / check_run_id(run_id)
 
-    def create(self, config: TrainConfig, sweep: str | None = None) -> RunWriter:
-        """A new run folder with a fresh id, marked ``running`` by this process."""
+    def create(self, config: TrainConfig, sweep: str | None = None, status: str = "running") -> RunWriter:
+        """A new run folder with a fresh id, marked ``status`` (running or queued) by this process.
+
+        The folder is removed again if its first files cannot be written (full disk, no permission).
+        """
+        if status not in ACTIVE_STATUSES:
+            raise ValueError(f"a new run is one of {ACTIVE_STATUSES}")
         self.root.mkdir(parents=True, exist_ok=True)
         while True:
             run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
@@ -187,14 +251,13 @@ class RunStore:
                 break
             except FileExistsError:
                 continue
+        state = {"status": status, "message": "", "pid": os.getpid(), "proc_start": _process_token(os.getpid()),
+                 "host": socket.gethostname(), "ended": None}
         try:
             _write_json(path / "config.json", {"config": config.to_dict(), "created": time.time(), "sweep": sweep})
-            _write_json(path / "status.json", {
-                "status": "running", "message": "", "pid": os.getpid(), "proc_start": _process_token(os.getpid()),
-                "host": socket.gethostname(), "ended": None,
-            })
+            _atomic_write(path / "status.json", lambda h: h.write(_status_bytes(state)))
         except BaseException:
-            shutil.rmtree(path, ignore_errors=True)  # a full disk must not leave an empty run behind
+            shutil.rmtree(path, ignore_errors=True)
             raise
         return RunWriter(path)
 
@@ -388,8 +451,10 @@ def _read(path: Path, steps: bool) -> RunInfo:
 
 
 def _live(run: RunInfo) -> RunInfo:
-    """A copy of a cached summary, ``interrupted`` if the process that marked it running is gone."""
-    status = "interrupted" if run.status == "running" and not _alive(run.state) else run.status
+    """A copy of a cached run; one marked running (queued) by a process now gone reads interrupted (cancelled)."""
+    status = run.status
+    if status in ACTIVE_STATUSES and not _alive(run.state):
+        status = "interrupted" if status == "running" else "cancelled"
     return dataclasses.replace(run, status=status)
 
 

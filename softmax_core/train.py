@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from .config import TrainConfig
 from .data import CLASSES, Mnist
+from .metrics import EpochMetrics
 from .model import initial_weights
 
 CHUNK_EXAMPLES = 11_000
@@ -30,28 +31,6 @@ The loss is computed stably from logits, so a too-large learning rate rarely yie
 yields huge, finite losses, which count as divergence too."""
 MOMENTUM = 0.9
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
-
-
-@dataclass
-class EpochMetrics:
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    validation_loss: float
-    validation_accuracy: float
-    test_loss: float
-    test_accuracy: float
-    learning_rate: float
-    seconds: float
-    """Wall time since training started, evaluation included."""
-    step_losses: list[float] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "EpochMetrics":
-        return cls(**values)
 
 
 @dataclass
@@ -249,3 +228,20 @@ def train(config: TrainConfig, data: Mnist, on_epoch: EpochCallback | None = Non
         if on_epoch:
             on_epoch(record, *kept)
     return TrainResult(status, history, kept[0], kept[1], time.perf_counter() - started, message)
+
+
+def warm_up(data: Mnist, batch_sizes: tuple[int, ...] = (100, 1000)) -> None:
+    """Trace the engine and the evaluation once per optimizer path and common batch size.
+
+    A worker process calls this before its first job, so that a run's first epoch costs what
+    its later ones do.
+    """
+    tensors = _tensors(data)
+    W, b = (tf.constant(a) for a in initial_weights("zeros", 0))
+    slots = (tf.zeros_like(W), tf.zeros_like(b)) * 2
+    scalars = dict(lr0=tf.constant(1e-3), l2=tf.constant(0.0), step0=tf.constant(0), total_steps=tf.constant(1))
+    for batch in batch_sizes:
+        block = tf.constant(np.arange(2 * batch, dtype=np.int32).reshape(2, batch))
+        for optimizer, cosine in (("adam", True), ("sgd", False), ("sgd", True), ("momentum", False)):
+            _run_chunk(optimizer, cosine, W, b, slots, tensors.train_x, tensors.train_y, block, **scalars)
+    evaluate(W, b, data)

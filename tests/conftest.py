@@ -39,3 +39,16 @@ def mnist_copy(tmp_path: Path, mnist_files: Path) -> Path:
     for name in FILES:
         shutil.copy(mnist_files / name, folder / name)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def no_jobs_left_behind():
+    """Stop whatever a test left queued or training in this process's job service (shared by all tests)."""
+    yield
+    from softmax_core import jobs
+
+    if jobs._shared is not None:
+        for snap in jobs._shared.active():
+            jobs._shared.stop(snap.run_id)
+        for snap in jobs._shared.active():
+            jobs._shared.wait(snap.run_id, 60)

@@ -23,7 +23,7 @@ from PIL import Image
 
 from softmax_core.config import TrainConfig
 from softmax_core.data import load_mnist
-from softmax_core.jobs import TrainingJob
+from softmax_core.record import record_run
 from softmax_core.runs import RunStore
 
 WAIT = 180.0
@@ -63,10 +63,9 @@ def trained(tmp_path_factory) -> tuple[Path, str]:
     """A runs folder holding one real completed run (sgd, 2 epochs), and the run's id."""
     root = tmp_path_factory.mktemp("runs")
     config = TrainConfig(learning_rate=0.5, optimizer="sgd", schedule="constant", batch_size=1000, epochs=2)
-    job = TrainingJob(config, load_mnist(allow_download=False), RunStore(root)).start()
-    job.join(WAIT)
-    assert job.snapshot().status == "completed"
-    return root, job.run_id
+    run_id, status, _ = record_run(RunStore(root), config, load_mnist(allow_download=False))
+    assert status == "completed"
+    return root, run_id
 
 
 def runs_in(root: Path) -> list[str]:

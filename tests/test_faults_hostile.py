@@ -25,8 +25,8 @@ from PIL import Image
 from softmax_core import runs as runs_module
 from softmax_core.config import ConfigError, TrainConfig
 from softmax_core.data import load_mnist
-from softmax_core.jobs import TrainingJob
 from softmax_core.preprocess import image_file_to_mnist
+from softmax_core.record import record_run
 from softmax_core.runs import RunError, RunStore
 
 WAIT = 180.0
@@ -45,10 +45,9 @@ def trained(tmp_path_factory, data) -> Path:
     """One real completed run (sgd, 2 epochs) to copy into each test's store."""
     store = RunStore(tmp_path_factory.mktemp("source"))
     config = TrainConfig(learning_rate=0.5, optimizer="sgd", schedule="constant", batch_size=1000, epochs=2)
-    job = TrainingJob(config, data, store).start()
-    job.join(WAIT)
-    assert job.snapshot().status == "completed"
-    return store.path(job.run_id)
+    run_id, status, _ = record_run(store, config, data)
+    assert status == "completed"
+    return store.path(run_id)
 
 
 def store_with(trained: Path, root: Path) -> tuple[Path, Path]:
@@ -364,7 +363,7 @@ def test_a_full_disk_at_start_leaves_no_empty_run_behind(full_disk, data):
     done = cli("train", "--epochs", "1", "--runs-dir", str(full_disk / "runs"))
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     line = done.stderr.strip().splitlines()[-1]  # TensorFlow's start-up lines come first: it loads before create
-    assert line.startswith("error: ") and "No space left on device" in line
+    assert line.startswith("error: ") and "disk is full" in line
     assert list((full_disk / "runs").iterdir()) == []
 
 

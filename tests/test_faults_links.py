@@ -24,7 +24,7 @@ from test_faults_hostile import BROKEN, GOOD, HOSTILE, metrics_edit, with_key
 from test_pages_inspect import array
 
 from softmax_core.config import TrainConfig
-from softmax_core.jobs import TrainingJob
+from softmax_core.record import record_run
 from softmax_core.runs import RunStore
 
 PAGES = (None, "pages/train.py", "pages/weights.py", "pages/draw.py", "pages/runs.py", "pages/errors.py",
@@ -39,10 +39,9 @@ def trained(tmp_path_factory) -> Path:
 
     store = RunStore(tmp_path_factory.mktemp("source"))
     config = TrainConfig(learning_rate=0.5, optimizer="sgd", schedule="constant", batch_size=1000, epochs=2)
-    job = TrainingJob(config, load_mnist(allow_download=False), store).start()
-    job.join(WAIT)
-    assert job.snapshot().status == "completed"
-    return store.path(job.run_id)
+    run_id, status, _ = record_run(store, config, load_mnist(allow_download=False))
+    assert status == "completed"
+    return store.path(run_id)
 
 
 def shown(at) -> list[str]:

@@ -25,7 +25,7 @@ from pages.session import literal
 
 from softmax_core.config import TrainConfig
 from softmax_core.data import FILES, Mnist
-from softmax_core.jobs import TrainingJob
+from softmax_core.record import record_run
 from softmax_core.model import predict_proba
 from softmax_core.preprocess import canvas_to_mnist
 from softmax_core.runs import RunStore
@@ -117,10 +117,9 @@ def source_run(tmp_path_factory) -> Path:
 
     store = RunStore(tmp_path_factory.mktemp("source"))
     config = TrainConfig(learning_rate=0.5, optimizer="sgd", schedule="constant", batch_size=1000, epochs=1)
-    job = TrainingJob(config, load_mnist(allow_download=False), store).start()
-    job.join(WAIT)
-    assert job.snapshot().status == "completed"
-    return store.path(job.run_id)
+    run_id, status, _ = record_run(store, config, load_mnist(allow_download=False))
+    assert status == "completed"
+    return store.path(run_id)
 
 
 class Marker:
@@ -175,11 +174,10 @@ def test_damaged_runs_are_listed_with_their_reason_and_no_page_breaks(source_run
 def test_a_late_diverged_run_shows_a_warning_and_curves_that_stop_there(mnist: Mnist, runs_dir):
     config = TrainConfig(learning_rate=700, optimizer="sgd", schedule="constant", batch_size=1000, seed=1, epochs=12,
                          l2=0.0)
-    job = TrainingJob(config, mnist, RunStore(runs_dir)).start()
-    job.join(WAIT)
-    run = RunStore(runs_dir).get(job.run_id)
+    run_id, _, _ = record_run(RunStore(runs_dir), config, mnist)
+    run = RunStore(runs_dir).get(run_id)
     assert run.status == "diverged" and 1 <= run.epochs_completed < config.epochs
-    at = open_page("pages/train.py", run=job.run_id)
+    at = open_page("pages/train.py", run=run_id)
     [warning] = texts(at.warning)
     assert "Training diverged" in warning and f"in epoch {run.epochs_completed + 1}" in warning
     for chart in at.get("plotly_chart"):

@@ -1,6 +1,6 @@
 """Fault matrix, run rows: divergence, Stop, SIGKILL, hand-corrupted run folders, hostile run ids.
 
-Runs are real: trained on the real MNIST by TrainingJob (or the CLI in a subprocess) into a
+Runs are real: trained on the real MNIST by the job service's worker (or the CLI in a subprocess) into a
 temporary run store, then stopped, killed or damaged by hand.
 """
 
@@ -22,7 +22,7 @@ import pytest
 
 from softmax_core.config import TrainConfig
 from softmax_core.data import load_mnist
-from softmax_core.jobs import TrainingJob
+from softmax_core.jobs import JobSnapshot, shared_service
 from softmax_core.runs import RunError, RunStore
 from softmax_core.train import DIVERGED_LOSS, evaluate
 
@@ -35,10 +35,11 @@ def data():
     return load_mnist(allow_download=False)
 
 
-def finish(job: TrainingJob) -> TrainingJob:
-    job.join(WAIT)
-    assert job.snapshot().done, "the training job did not end"
-    return job
+def finish(run_id: str) -> JobSnapshot:
+    """Wait for a job of the lab's job service (a real worker process) to end."""
+    snap = shared_service().wait(run_id, WAIT)
+    assert snap.done, "the training job did not end"
+    return snap
 
 
 def wait_for(condition, what: str) -> None:
@@ -70,8 +71,7 @@ def assert_weights_are_those_of_the_last_epoch(store: RunStore, run_id: str, dat
 def test_lr_1e4_diverges_in_epoch_1_with_a_message_and_no_weights(tmp_path, data):
     store = RunStore(tmp_path)
     config = TrainConfig(learning_rate=1e4, optimizer="sgd", schedule="constant", epochs=3)
-    job = finish(TrainingJob(config, data, store).start())
-    snap = job.snapshot()
+    job = snap = finish(shared_service().submit(store, config))
     assert snap.status == "diverged" and snap.history == []
     run = store.get(job.run_id)
     assert run.status == "diverged" and run.epochs_completed == 0 and run.final == {}
@@ -85,7 +85,7 @@ def test_late_divergence_keeps_every_finite_epoch_and_its_weights(tmp_path, data
     store = RunStore(tmp_path)
     config = TrainConfig(learning_rate=700, optimizer="sgd", schedule="constant", batch_size=1000, seed=1, epochs=12,
                          l2=0.0)
-    job = finish(TrainingJob(config, data, store).start())
+    job = finish(shared_service().submit(store, config))
     run = store.get(job.run_id)
     assert run.status == "diverged"
     kept = run.epochs_completed
@@ -102,11 +102,11 @@ def test_late_divergence_keeps_every_finite_epoch_and_its_weights(tmp_path, data
 def test_stop_mid_run_saves_a_stopped_run_with_every_finished_epoch(tmp_path, data):
     store = RunStore(tmp_path)
     config = TrainConfig(learning_rate=0.1, optimizer="sgd", schedule="constant", epochs=200)
-    job = TrainingJob(config, data, store).start()
-    wait_for(lambda: len(job.snapshot().history) >= 2, "two finished epochs")
-    job.stop()
-    finish(job)
-    snap = job.snapshot()
+    service = shared_service()
+    run_id = service.submit(store, config)
+    wait_for(lambda: len(service.snapshot(run_id).history) >= 2, "two finished epochs")
+    service.stop(run_id)
+    job = snap = finish(run_id)
     assert snap.status == "stopped" and "stopped by request" in snap.message
     run = store.get(job.run_id)
     assert run.status == "stopped" and run.epochs_completed == len(snap.history) >= 2
@@ -122,8 +122,8 @@ def trained_run(tmp_path_factory, data) -> Path:
     """A real completed run (2 epochs), to copy into stores and damage."""
     store = RunStore(tmp_path_factory.mktemp("trained"))
     config = TrainConfig(learning_rate=0.5, optimizer="sgd", schedule="constant", batch_size=1000, epochs=2)
-    job = finish(TrainingJob(config, data, store).start())
-    assert job.snapshot().status == "completed"
+    job = finish(shared_service().submit(store, config))
+    assert job.status == "completed"
     return store.path(job.run_id)
 
 

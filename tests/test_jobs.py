@@ -1,42 +1,150 @@
-"""TrainingJob: training in a thread that writes the run store as it goes."""
+"""The job service on real MNIST with a real worker process: queue, Stop, worker death, failed finishes, restart."""
 
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from apptest import PROJECT, WAIT
+from softmax_core import runs
 from softmax_core.config import TrainConfig
-from softmax_core.jobs import TrainingJob
+from softmax_core.jobs import JobService
 from softmax_core.runs import RunStore
 
+LONG = TrainConfig(epochs=500, batch_size=10)
+"""A run that trains far longer than any test waits: only Stop or a fault ends it."""
+QUICK = TrainConfig(epochs=1, batch_size=1000, optimizer="sgd", learning_rate=0.5, schedule="constant", l2=0.0)
 
-def test_job_trains_writes_and_reports(mnist, tmp_path):
+
+@pytest.fixture(scope="module")
+def service() -> JobService:
+    """One training slot, so that a second job must queue."""
+    service = JobService(workers=1)
+    yield service
+    service.shutdown()
+    assert service.worker_pids() == []
+
+
+def wait_until(condition, what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_jobs_start_in_order_one_at_a_time_and_are_recorded(service: JobService, tmp_path: Path) -> None:
     store = RunStore(tmp_path)
-    job = TrainingJob(TrainConfig(epochs=2), mnist, store).start()
-    job.join(60)
-    snap = job.snapshot()
-    assert snap.done and snap.status == "completed" and snap.progress == 1.0 and snap.eta is None
-    run = store.get(job.run_id)
-    assert run.status == "completed" and run.epochs_completed == 2
-    assert [m.test_accuracy for m in snap.history] == [m["test_accuracy"] for m in run.metrics]
+    first, second = service.submit(store, QUICK), service.submit(store, replace(QUICK, seed=1))
+    assert store.get(second).status == "queued"
+    wait_until(lambda: service.snapshot(first).status != "queued", "the first job to start")
+    snap = service.snapshot(second)
+    assert snap.status == "queued" and snap.position == 1  # one slot: it waits its turn
+    done = service.wait(first, WAIT), service.wait(second, WAIT)
+    assert [d.status for d in done] == ["completed", "completed"]
+    assert [len(d.history) for d in done] == [1, 1] and done[0].progress == 1.0
+    for d in done:  # the store holds what the service reported, epoch by epoch
+        run = store.get(d.run_id)
+        assert run.status == "completed" and [m["train_loss"] for m in run.metrics] == [h.train_loss for h in d.history]
+    assert done[0].history[0].train_loss != done[1].history[0].train_loss  # different seeds, different runs
 
 
-def test_stopped_job_is_saved_as_stopped_with_its_epochs(mnist, tmp_path):
+def test_stop_cancels_a_queued_job_and_stops_a_running_one(service: JobService, tmp_path: Path) -> None:
     store = RunStore(tmp_path)
-    job = TrainingJob(TrainConfig(epochs=200), mnist, store).start()
-    while len(job.snapshot().history) < 1:
-        job.join(0.05)
-    job.stop()
-    job.join(60)
-    run = store.get(job.run_id)
-    assert run.status == "stopped" and 1 <= run.epochs_completed < 200
-    assert store.load_weights(run.run_id)[0].shape == (784, 10)
+    running, queued = service.submit(store, LONG), service.submit(store, QUICK)
+    assert service.stop(queued)
+    assert service.snapshot(queued).status == "cancelled"  # at once, without waiting for the worker
+    assert store.get(queued).status == "cancelled"
+    wait_until(lambda: service.snapshot(running).progress > 0, "progress from the running job")
+    assert [s.run_id for s in service.active()] == [running]
+    assert service.stop(running)
+    snap = service.wait(running, WAIT)
+    assert snap.status == "stopped" and store.get(running).status == "stopped"
+    assert not service.stop(running)  # already ended
 
 
-def test_concurrent_jobs_stay_apart(mnist, tmp_path):
+def test_a_killed_worker_interrupts_its_run_and_is_replaced(service: JobService, tmp_path: Path) -> None:
     store = RunStore(tmp_path)
-    configs = [TrainConfig(epochs=2, seed=0), TrainConfig(epochs=1, batch_size=500), TrainConfig(epochs=3, optimizer="sgd")]
-    jobs = [TrainingJob(config, mnist, store).start() for config in configs]
-    for job in jobs:
-        job.join(120)
-    runs = {run.run_id: run for run in store.list()}
-    assert sorted(runs) == sorted(job.run_id for job in jobs)
-    for job in jobs:  # each folder holds exactly its own job's config and epochs, nothing of another's
-        run = runs[job.run_id]
-        assert run.status == "completed" and run.config == job.config
-        assert [m["train_loss"] for m in run.metrics] == [m.train_loss for m in job.snapshot().history]
+    victim = service.submit(store, TrainConfig(epochs=500, batch_size=1000))
+    wait_until(lambda: service.snapshot(victim).history, "a finished epoch")
+    [pid] = service.worker_pids()
+    os.kill(pid, signal.SIGKILL)
+    snap = service.wait(victim, WAIT)
+    assert snap.status == "interrupted" and "SIGKILL" in snap.message
+    run = store.get(victim)
+    assert run.status == "interrupted" and run.epochs_completed >= 1
+    after = service.wait(service.submit(store, QUICK), WAIT)
+    assert after.status == "completed" and service.worker_pids() != [pid]
+
+
+def test_a_run_folder_removed_mid_run_ends_failed_with_the_reason(service: JobService, tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    run_id = service.submit(store, TrainConfig(epochs=500, batch_size=1000))
+    wait_until(lambda: service.snapshot(run_id).history, "a finished epoch")
+    shutil.rmtree(store.path(run_id))
+    snap = service.wait(run_id, WAIT)
+    assert snap.status == "failed" and "removed" in snap.message
+    assert not store.path(run_id).exists() and store.run_ids() == []
+
+
+def test_a_full_disk_at_the_final_write_still_records_the_end(service: JobService, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    store = RunStore(tmp_path)
+    run_id = service.submit(store, QUICK)
+    service.wait(run_id, WAIT)  # let it finish first: then make new files fail as on a full disk
+    full = OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(runs, "_atomic_write", lambda *a, **k: (_ for _ in ()).throw(full))
+    writer = runs.RunWriter(store.path(run_id))
+    writer.finish("stopped", "written over the old status in place")
+    assert store.get(run_id).status == "stopped" and store.get(run_id).message.startswith("written over")
+
+
+def test_shutdown_records_the_running_job_and_leaves_no_worker(tmp_path: Path) -> None:
+    service = JobService(workers=1)
+    store = RunStore(tmp_path)
+    running, queued = service.submit(store, LONG), service.submit(store, LONG)
+    wait_until(lambda: service.snapshot(running).status == "running", "the job to start")
+    pids = service.worker_pids()
+    service.shutdown()
+    assert store.get(running).status == "stopped" and "shut down" in store.get(running).message
+    assert store.get(queued).status == "cancelled"
+    assert all(not Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+SERVER = """
+import json, sys, time
+from softmax_core.config import TrainConfig
+from softmax_core.jobs import JobService
+from softmax_core.runs import RunStore
+service = JobService(workers=1)
+store = RunStore(sys.argv[1])
+ids = [service.submit(store, TrainConfig(epochs=500, batch_size=10)) for _ in range(2)]
+while service.snapshot(ids[0]).status != "running":
+    time.sleep(0.05)
+print(json.dumps({"ids": ids, "workers": service.worker_pids()}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_after_a_killed_server_running_reads_interrupted_queued_cancelled_and_no_orphan(tmp_path: Path) -> None:
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              cwd=PROJECT)
+    try:
+        started = json.loads(server.stdout.readline())
+    finally:
+        server.kill()
+        server.wait()
+    store = RunStore(tmp_path)
+    running, queued = started["ids"]
+    assert store.get(running).status == "interrupted"
+    assert store.get(queued).status == "cancelled"
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in started["workers"]), "the worker to exit")

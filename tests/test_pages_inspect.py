@@ -21,7 +21,7 @@ from apptest import WAIT, open_page
 from softmax_core.analysis import confusion_matrix, predictions
 from softmax_core.config import TrainConfig
 from softmax_core.data import Mnist
-from softmax_core.jobs import TrainingJob
+from softmax_core.record import record_run
 from softmax_core.model import predict_proba
 from softmax_core.preprocess import canvas_to_mnist
 from softmax_core.runs import RunStore
@@ -76,10 +76,9 @@ def chart(at: AppTest, title_start: str = "", trace_type: str | None = None) -> 
 @pytest.fixture
 def run_id(mnist: Mnist, runs_dir: Path) -> str:
     """One real two-epoch run of the default settings in the test's own store."""
-    job = TrainingJob(TrainConfig(epochs=2), mnist, RunStore(runs_dir)).start()
-    job.join(WAIT)
-    assert job.snapshot().status == "completed"
-    return job.run_id
+    run_id, status, _ = record_run(RunStore(runs_dir), TrainConfig(epochs=2), mnist)
+    assert status == "completed"
+    return run_id
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -204,8 +203,7 @@ def test_errors_page_confusion_matrix_and_gallery(run_id: str, runs_dir: Path, m
 
 
 def test_weights_page_with_a_single_epoch_has_no_slider(mnist: Mnist, runs_dir: Path) -> None:
-    job = TrainingJob(TrainConfig(epochs=1), mnist, RunStore(runs_dir)).start()
-    job.join(WAIT)
+    record_run(RunStore(runs_dir), TrainConfig(epochs=1), mnist)
     at = open_page("pages/weights.py")
     assert not at.slider
     (animated,) = chart(at, "Templates after epoch")

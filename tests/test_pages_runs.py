@@ -12,7 +12,7 @@ from apptest import DASHBOARD, WAIT, open_page
 
 from softmax_core.config import TrainConfig
 from softmax_core.data import Mnist
-from softmax_core.jobs import TrainingJob
+from softmax_core.record import record_run
 from softmax_core.runs import RunStore
 
 
@@ -25,10 +25,9 @@ def trained(mnist: Mnist, runs_dir: Path, *configs: TrainConfig) -> list[str]:
     """Run ids of real, finished runs (oldest first)."""
     ids = []
     for config in configs:
-        job = TrainingJob(config, mnist, RunStore(runs_dir)).start()
-        job.join(WAIT)
-        assert job.snapshot().status == "completed"
-        ids.append(job.run_id)
+        run_id, status, _ = record_run(RunStore(runs_dir), config, mnist)
+        assert status == "completed"
+        ids.append(run_id)
     return ids
 
 

@@ -14,9 +14,11 @@ from streamlit.testing.v1 import AppTest
 from apptest import PROJECT, WAIT, open_page
 from softmax_core.config import TrainConfig
 from softmax_core.data import Mnist
-from softmax_core.jobs import TrainingJob
+from softmax_core.jobs import JobSnapshot, shared_service
 from softmax_core.query import to_query
+from softmax_core.record import record_run
 from softmax_core.runs import RunStore
+
 
 def trace_epochs(at: AppTest, chart_title: str, trace: str) -> list:
     """The x values (epochs) of one trace of the page's Plotly chart with that title."""
@@ -27,22 +29,31 @@ def trace_epochs(at: AppTest, chart_title: str, trace: str) -> list:
     raise AssertionError(f"no chart titled {chart_title!r}")
 
 
-def start(at: AppTest) -> TrainingJob:
-    at.button[0].click()  # the form's Start button: the only button before a run exists
+def run_param(at: AppTest) -> str:
+    """The ?run= value the page wrote (AppTest may hold it as a one-item list)."""
+    value = at.query_params["run"]
+    return value[0] if isinstance(value, list) else value
+
+
+def start(at: AppTest) -> JobSnapshot:
+    """Press the form's Start button; the new job as the lab's job service sees it."""
+    at.button(key="FormSubmitter:train_form-Start training").click()
     at.run()
     assert not at.exception, [e.message for e in at.exception]
-    return at.session_state["train_job"]
+    return shared_service().snapshot(run_param(at))
 
 
-def finish(at: AppTest, job: TrainingJob) -> None:
+def finish(at: AppTest, run_id: str) -> JobSnapshot:
     """Rerun the page while the job trains (as the fragment's timer would), then once after it ends."""
-    while not job.snapshot().done:
+    service = shared_service()
+    while not service.snapshot(run_id).done:
         at.run()
         assert not at.exception, [e.message for e in at.exception]
-        job.join(0.5)
-    job.join(WAIT)
+        service.wait(run_id, 0.5)
+    service.wait(run_id, WAIT)
     at.run()
     assert not at.exception, [e.message for e in at.exception]
+    return service.snapshot(run_id)
 
 
 def test_home_renders_the_dataset_facts_without_runs(mnist: Mnist, runs_dir: Path) -> None:
@@ -71,12 +82,11 @@ def test_start_trains_in_the_background_and_the_curves_hold_every_epoch(mnist: M
     at.select_slider(key="learning_rate").set_value(0.005)
     job = start(at)
     assert job.config.epochs == 3 and job.config.learning_rate == 0.005
-    assert at.query_params["run"] == job.run_id
-    finish(at, job)
+    job = finish(at, job.run_id)
     assert trace_epochs(at, "Loss", "train loss") == [1, 2, 3]
     assert trace_epochs(at, "Loss", "test loss") == [1, 2, 3]
     assert trace_epochs(at, "Accuracy", "test accuracy") == [1, 2, 3]
-    final = job.snapshot().history[-1].test_accuracy
+    final = job.history[-1].test_accuracy
     assert final > 0.9
     assert any(f"{final:.2%}" in s.value for s in at.success)
     links = {p.proto.page: p.proto.query_string for p in at.get("page_link")}
@@ -84,29 +94,32 @@ def test_start_trains_in_the_background_and_the_curves_hold_every_epoch(mnist: M
     assert RunStore(runs_dir).get(job.run_id).status == "completed"
 
 
-def test_a_job_belongs_to_its_session_and_survives_page_switches(mnist: Mnist, runs_dir: Path) -> None:
+def test_a_job_survives_page_switches_and_any_session_attaches_to_it(mnist: Mnist, runs_dir: Path) -> None:
     at = open_page("pages/train.py")
-    at.number_input(key="epochs").set_value(1)
+    at.number_input(key="epochs").set_value(200)
     job = start(at)
     at.switch_page("pages/runs.py").run()
     at.switch_page("pages/train.py").run()
-    assert at.session_state["train_job"] is job
-    finish(at, job)
-    assert trace_epochs(at, "Loss", "test loss") == [1]
-    other = open_page("pages/train.py")
-    assert "train_job" not in other.session_state
-    assert not other.get("plotly_chart")
+    assert run_param(at) == job.run_id
+    other = open_page("pages/train.py", run=job.run_id)  # a reload, a second tab, another person
+    assert other.button(key="train_stop").label in ("Stop", "Cancel")
+    other.button(key="train_stop").click().run()
+    done = finish(at, job.run_id)
+    assert done.status in ("stopped", "cancelled") and len(done.history) < 200
+    assert RunStore(runs_dir).get(job.run_id).status == done.status
 
 
 def test_stop_ends_the_run_as_stopped_with_its_finished_epochs(mnist: Mnist, runs_dir: Path) -> None:
     at = open_page("pages/train.py")
     at.number_input(key="epochs").set_value(500)
     job = start(at)
-    at.button(key="train_stop").click().run()
-    job.join(WAIT)
+    service = shared_service()
+    while not service.snapshot(job.run_id).history:
+        service.wait(job.run_id, 0.05)
     at.run()
-    snap = job.snapshot()
-    assert snap.status == "stopped" and len(snap.history) < 500
+    at.button(key="train_stop").click().run()
+    snap = finish(at, job.run_id)
+    assert snap.status == "stopped" and 1 <= len(snap.history) < 500
     assert any("Stopped after" in i.value for i in at.info)
     saved = RunStore(runs_dir).get(job.run_id)
     assert saved.status == "stopped" and saved.epochs_completed == len(snap.history)
@@ -115,9 +128,8 @@ def test_stop_ends_the_run_as_stopped_with_its_finished_epochs(mnist: Mnist, run
 def test_a_diverging_learning_rate_shows_a_warning_not_a_trace(mnist: Mnist, runs_dir: Path) -> None:
     at = open_page("pages/train.py", learning_rate="10000", optimizer="sgd", schedule="constant", epochs="3")
     assert at.select_slider(key="learning_rate").value == 10000
-    job = start(at)
-    finish(at, job)
-    assert job.snapshot().status == "diverged"
+    job = finish(at, start(at).run_id)
+    assert job.status == "diverged"
     warnings = [w.value for w in at.warning]
     assert any("diverged" in w and "too large" in w for w in warnings), warnings
     assert RunStore(runs_dir).get(job.run_id).status == "diverged"
@@ -132,7 +144,7 @@ def test_out_of_range_link_settings_are_refused_with_the_field_named(
     shown = re.sub(r"\\(.)", r"\1", errors[0])  # the value is escaped Markdown: compare what is displayed
     assert len(errors) == 1 and f"**{field}**" in errors[0] and value in shown
     assert str(at.session_state[field]) == str(getattr(TrainConfig(), field))
-    assert "train_job" not in at.session_state
+    assert "run" not in at.query_params
 
 
 def test_a_link_fills_the_form(mnist: Mnist, runs_dir: Path) -> None:
@@ -146,9 +158,8 @@ def test_a_link_fills_the_form(mnist: Mnist, runs_dir: Path) -> None:
 
 
 def test_a_reload_shows_the_run_from_the_store(mnist: Mnist, runs_dir: Path) -> None:
-    job = TrainingJob(TrainConfig(epochs=2), mnist, RunStore(runs_dir)).start()
-    job.join(WAIT)
-    at = open_page("pages/train.py", run=job.run_id)
+    run_id, _, _ = record_run(RunStore(runs_dir), TrainConfig(epochs=2), mnist)
+    at = open_page("pages/train.py", run=run_id)
     assert trace_epochs(at, "Loss", "test loss") == [1, 2]
     assert any("test accuracy" in s.value for s in at.success)
 
@@ -166,19 +177,31 @@ def test_a_run_whose_server_died_shows_as_interrupted(mnist: Mnist, runs_dir: Pa
     assert at.number_input(key="epochs").value == 7 and at.selectbox(key="optimizer").value == "sgd"
 
 
-def test_streamlit_no_longer_clears_keras_after_each_run(mnist: Mnist, runs_dir: Path) -> None:
-    """Streamlit's post-run cleanup would reset TF/Keras state after every 0.5 s poll (see pages/session.py)."""
-    from streamlit.runtime.scriptrunner import script_runner
+def test_a_queued_run_of_a_dead_server_shows_as_cancelled(mnist: Mnist, runs_dir: Path) -> None:
+    made = subprocess.run(
+        [sys.executable, "-c", "import sys; from softmax_core.runs import RunStore; from softmax_core.config "
+         "import TrainConfig; print(RunStore(sys.argv[1]).create(TrainConfig(), status='queued').run_id)",
+         str(runs_dir)],
+        capture_output=True, text=True, check=True, cwd=PROJECT)
+    at = open_page("pages/train.py", run=made.stdout.strip())
+    assert any("cancelled before it started" in i.value for i in at.info)
 
-    open_page()
-    import keras
 
-    keras.backend.clear_session()  # warm: the first call builds state of its own
-    calls = []
-    original = keras.backend.clear_session
-    keras.backend.clear_session = lambda *a, **k: calls.append(1)
-    try:
-        script_runner._clean_problem_modules()
-    finally:
-        keras.backend.clear_session = original
-    assert calls == []
+PAGES = ("pages/train.py", "pages/weights.py", "pages/draw.py", "pages/runs.py", "pages/errors.py", "pages/sweep.py")
+
+
+def test_no_page_imports_tensorflow_into_the_server(mnist: Mnist, runs_dir: Path) -> None:
+    """Every page rendered in a fresh process, with a trained run to show: TensorFlow stays out."""
+    record_run(RunStore(runs_dir), TrainConfig(epochs=1), mnist)
+    script = (
+        "import sys\n"
+        "from apptest import open_page\n"
+        f"for page in (None, *{PAGES!r}):\n"
+        "    open_page(page)\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
+        "print(len(loaded), loaded[:5])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=PROJECT / "tests", env={**__import__("os").environ, "PYTHONPATH": str(PROJECT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "0 []"

@@ -1,4 +1,4 @@
-"""Sweeps on real MNIST: grid building, one run at a time through TrainingJob, stop, the Sweep page."""
+"""Sweeps on real MNIST: grid building, runs in turn (the CLI) or as jobs of the queue (the page), stop."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from softmax_core.data import Mnist
 from softmax_core.figures.curves import sweep_grid, sweep_heatmap
 from softmax_core.query import config_from_query
 from softmax_core.runs import RunStore
-from softmax_core.sweeps import MAX_RUNS, SweepJob, best_run, run_sweep, saved_sweeps, sweep_configs
+from softmax_core.jobs import shared_service
+from softmax_core.sweeps import MAX_RUNS, best_run, run_sweep, saved_sweeps, submit_sweep, sweep_configs
 
 TUTORIAL_BASE = TrainConfig(epochs=1, optimizer="sgd", schedule="constant")
 GRID = {"learning_rate": [0.05, 0.5], "batch_size": [100, 1000]}
@@ -70,12 +71,13 @@ def test_stop_ends_the_current_run_and_starts_no_more(mnist: Mnist, runs_dir: Pa
     assert len(RunStore(runs_dir).list()) == 1
 
 
-def test_a_sweep_job_reports_overall_progress(mnist: Mnist, runs_dir: Path) -> None:
-    job = SweepJob(TUTORIAL_BASE, {"learning_rate": [0.1, 0.2]}, mnist, RunStore(runs_dir)).start()
-    job.join(WAIT)
-    snap = job.snapshot()
-    assert snap.status == "completed" and snap.finished == snap.total == 2 and snap.progress == 1.0
-    assert [RunStore(runs_dir).get(i).sweep for i in snap.run_ids] == [job.sweep_id] * 2
+def test_a_submitted_sweep_is_jobs_in_the_lab_queue(mnist: Mnist, runs_dir: Path) -> None:
+    service = shared_service()
+    sweep_id, run_ids = submit_sweep(service, RunStore(runs_dir), TUTORIAL_BASE, {"learning_rate": [0.1, 0.2]})
+    snaps = [service.wait(run_id, WAIT) for run_id in run_ids]
+    assert [s.status for s in snaps] == ["completed", "completed"]
+    assert [s.config.learning_rate for s in snaps] == [0.1, 0.2]
+    assert [RunStore(runs_dir).get(i).sweep for i in run_ids] == [sweep_id] * 2
 
 
 def open_sweep(**params: str) -> AppTest:
@@ -98,11 +100,12 @@ def test_sweep_page_runs_a_grid_and_links_the_best_setting_to_train(mnist: Mnist
     at.button[0].click()
     at.run()
     assert not at.exception, [e.message for e in at.exception]
-    job = at.session_state["sweep_job"]
-    while not job.snapshot().done:
+    sweep_id, run_ids = at.session_state["sweep_runs"]
+    service = shared_service()
+    while not all(service.snapshot(r).done for r in run_ids):
         at.run()
         assert not at.exception, [e.message for e in at.exception]
-        job.join(0.5)
+        service.wait(run_ids[-1], 0.5)
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     heatmaps = [t for c in at.get("plotly_chart") for t in json.loads(c.proto.spec)["data"] if t["type"] == "heatmap"]
@@ -110,7 +113,7 @@ def test_sweep_page_runs_a_grid_and_links_the_best_setting_to_train(mnist: Mnist
     for heatmap in heatmaps:
         assert heatmap["x"] == ["100", "1000"] and heatmap["y"] == ["0.05", "0.5"]
         assert sum(v is not None for row in heatmap["z"] for v in row) == 4
-    best = best_run(saved_sweeps(RunStore(runs_dir))[job.sweep_id])
+    best = best_run(saved_sweeps(RunStore(runs_dir))[sweep_id])
     link = next(p.proto for p in at.get("page_link") if p.proto.page == "train")
     params = dict(pair.split("=") for pair in link.query_string.split("&"))
     assert config_from_query(params) == best.config
@@ -122,7 +125,7 @@ def test_a_bad_grid_on_the_page_is_refused(runs_dir: Path) -> None:
     at.button[0].click()
     at.run()
     assert any("**batch_size**" in e.value for e in at.error)
-    assert "sweep_job" not in at.session_state
+    assert "sweep_runs" not in at.session_state
 
 
 def test_stop_on_the_sweep_page_ends_the_sweep(mnist: Mnist, runs_dir: Path) -> None:
@@ -132,12 +135,11 @@ def test_stop_on_the_sweep_page_ends_the_sweep(mnist: Mnist, runs_dir: Path) -> 
     at.multiselect(key="sweep_epochs").set_value([50])
     at.button[0].click()
     at.run()
-    job = at.session_state["sweep_job"]
+    _, run_ids = at.session_state["sweep_runs"]
     at.button(key="sweep_stop").click().run()
-    job.join(WAIT)
+    snaps = [shared_service().wait(run_id, WAIT) for run_id in run_ids]
     at.run()
     assert not at.exception, [e.message for e in at.exception]
-    snap = job.snapshot()
-    assert snap.status == "stopped" and len(snap.run_ids) == 1
-    assert RunStore(runs_dir).get(snap.run_ids[0]).status == "stopped"
+    assert {s.status for s in snaps} <= {"stopped", "cancelled"}
+    assert [RunStore(runs_dir).get(r).status for r in run_ids] == [s.status for s in snaps]
     assert any("Sweep stopped" in i.value for i in at.info)

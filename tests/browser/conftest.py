@@ -78,8 +78,9 @@ def free_port() -> int:
 class StreamlitServer:
     """One `streamlit run` subprocess; `kill()` then `start()` restarts it on the same port and runs."""
 
-    def __init__(self, app: Path, port: int, runs_dir: Path, log_path: Path) -> None:
+    def __init__(self, app: Path, port: int, runs_dir: Path, log_path: Path, workers: int | None = None) -> None:
         self.app, self.port, self.runs_dir, self.log_path = app, port, runs_dir, log_path
+        self.workers = workers
         self.process: subprocess.Popen | None = None
 
     @property
@@ -91,6 +92,8 @@ class StreamlitServer:
                    PYTHONUNBUFFERED="1")
         if env.get("MNIST_DIR"):
             env["MNIST_DIR"] = str(Path(env["MNIST_DIR"]).resolve())
+        if self.workers:
+            env["SOFTMAX_LAB_WORKERS"] = str(self.workers)
         return env
 
     def start(self) -> None:
@@ -170,14 +173,12 @@ def server(chromium, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Strea
 def trained_run(server: StreamlitServer, mnist) -> str:
     """A completed default run in the server's store, trained by the library as the CLI would."""
     from softmax_core.config import TrainConfig
-    from softmax_core.jobs import TrainingJob
+    from softmax_core.record import record_run
     from softmax_core.runs import RunStore
 
-    job = TrainingJob(TrainConfig(), mnist, RunStore(server.runs_dir)).start()
-    job.join()
-    snapshot = job.snapshot()
-    assert snapshot.status == "completed", snapshot.message
-    return job.run_id
+    run_id, status, message = record_run(RunStore(server.runs_dir), TrainConfig(), mnist)
+    assert status == "completed", message
+    return run_id
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ def test_every_page_works_while_a_run_trains_then_stop_saves_it(new_page, server
     """Page switches keep the session's job alive; no page breaks meanwhile; Stop saves the run."""
     page = new_page(f"train?batch_size=10&epochs={TOUR_EPOCHS}")
     page.get_by_role("button", name="Start training").click()
-    stop = page.get_by_role("button", name="Stop")
+    stop = page.get_by_role("button", name="Stop", exact=True)
     expect(stop).to_be_visible()
     run_id = parse_qs(urlparse(page.url).query)["run"][0]
 

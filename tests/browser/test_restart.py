@@ -31,7 +31,7 @@ def test_restarted_server_shows_the_run_as_interrupted(new_page, server) -> None
     page.reload()
     wait_idle(page)
     expect(page.get_by_text(re.compile(r"interrupted", re.I)).first).to_be_visible()
-    expect(page.get_by_role("button", name="Stop")).to_have_count(0)
+    expect(page.get_by_role("button", name="Stop", exact=True)).to_have_count(0)
     expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible()
     expect(page.locator('[data-testid="stSidebarNav"] a')).to_have_count(7)  # the app's navigation, not pages/
     save_screenshot(page, "train-interrupted")

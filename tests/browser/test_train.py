@@ -32,11 +32,11 @@ def test_loss_chart_gains_points_while_training(new_page, report_figure) -> None
     fill_settings(page, LIVE_BATCH, LIVE_EPOCHS)
     page.get_by_role("button", name="Start training").click()
     started = time.monotonic()
-    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    expect(page.get_by_role("button", name="Stop", exact=True)).to_be_visible()
 
     first = wait_for_points(page, LOSS_CHART, TRAIN_LOSS)
     second = wait_for_points(page, LOSS_CHART, TRAIN_LOSS, more_than=first)
-    still_training = page.get_by_role("button", name="Stop").is_visible()
+    still_training = page.get_by_role("button", name="Stop", exact=True).is_visible()
     save_screenshot(page, "train-live", settle=False)
     assert 1 <= first < second < LIVE_EPOCHS and still_training, (first, second, still_training)
 
