@@ -1,6 +1,6 @@
 """``python -m bench.store``: how long Home, Runs and Draw take to render with a big run store.
 
-Trains one real run (the lab's defaults), copies it into a fresh store N times (hard links, with
+Trains one real run (the lab's defaults, through the CLI), copies it into a fresh store N times (hard links, with
 its own creation time in each config.json), then times each page's script run under Streamlit's
 AppTest: the first render (summaries read from disk) and the median of later renders (summaries
 cached until a file changes). Draw is timed as a stroke: the canvas value changes, the page reruns.
@@ -15,6 +15,7 @@ import io
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,17 +28,18 @@ PAGES = {"Home": None, "Runs": "pages/runs.py", "Draw": "pages/draw.py"}
 
 
 def build_store(root: Path, count: int) -> str:
-    """A store of ``count`` copies of one real default run; returns the source run's id."""
-    from softmax_core.config import TrainConfig
-    from softmax_core.data import load_mnist
-    from softmax_core.record import record_run
-    from softmax_core.runs import RunStore
+    """A store of ``count`` copies of one real default run; returns the source run's id.
 
-    source = RunStore(root / "source")
-    run_id, status, message = record_run(source, TrainConfig(), load_mnist(allow_download=False))
-    if status != "completed":
-        raise SystemExit(f"the source run ended as {status}: {message}")
-    folder = source.path(run_id)
+    The run is trained by the CLI in a child process: like the real server (whose training runs
+    in a worker process), this process never imports TensorFlow, so Streamlit's Keras cleanup
+    after each script run does not distort the timings.
+    """
+    done = subprocess.run([sys.executable, "-m", "softmax_core", "--runs-dir", str(root / "source"), "--json",
+                           "train"], capture_output=True, text=True, cwd=PROJECT)
+    if done.returncode != 0:
+        raise SystemExit(f"training the source run failed: {done.stderr.strip().splitlines()[-1:]}")
+    run_id = json.loads(done.stdout.strip().splitlines()[-1])["run_id"]
+    folder = root / "source" / run_id
     meta = json.loads((folder / "config.json").read_text())
     store = root / "runs"
     store.mkdir()
@@ -137,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
     print(json.dumps({"runs": args.runs, "repeats": args.repeats, "pages": pages, "list": listing,
                       "loadavg_before": [round(x, 2) for x in load_before],
-                      "loadavg_after": [round(x, 2) for x in load_after], "cpus": os.cpu_count()}))
+                      "loadavg_after": [round(x, 2) for x in load_after], "cpus": os.cpu_count(),
+                      "tensorflow_in_process": "tensorflow" in sys.modules}))
     return 0
 
 
