@@ -73,7 +73,7 @@ def sweep_runs(run_ids: list[str]) -> list[RunInfo]:
     runs = []
     for run_id in run_ids:
         try:
-            runs.append(store.get(run_id))
+            runs.append(store.summary(run_id))  # heatmaps and per-epoch curves: no step losses needed
         except RunError:
             continue  # deleted from the Runs page meanwhile
     return runs

@@ -295,6 +295,13 @@ class RunStore:
             raise RunError(f"no run {run_id!r} in this run store")
         return self._cached(path, steps=True)
 
+    def summary(self, run_id: str) -> RunInfo:
+        """One run as listings see it: per-epoch metrics without step losses, cached like ``list``."""
+        path = self.path(run_id)
+        if not path.is_dir():
+            raise RunError(f"no run {run_id!r} in this run store")
+        return self._summary(path)
+
     def _summary(self, path: Path) -> RunInfo:
         return self._cached(path, steps=False)
 

@@ -256,6 +256,8 @@ def test_a_metrics_file_over_the_step_limit_is_read_without_its_step_losses(tmp_
     store = RunStore(root)
     assert all(row["step_losses"] for row in store.get(GOOD).metrics), "a normal run keeps its step losses"
     assert not any(row["step_losses"] for r in store.list() for row in r.metrics), "listings never carry them"
+    assert store.summary(GOOD).metrics[-1]["test_accuracy"] == store.get(GOOD).final["test_accuracy"]
+    assert not any(row["step_losses"] for row in store.summary(GOOD).metrics)
     monkeypatch.setattr(runs_module, "STEPS_LIMIT", 1000)
     run = store.get(GOOD)
     assert run.epochs_completed == 2 and not any(row["step_losses"] for row in run.metrics)
