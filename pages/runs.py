@@ -7,6 +7,11 @@ a damaged run folder is listed with its reason and never breaks the page.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import io
+import tempfile
+import zipfile
+from pathlib import Path
 
 import streamlit as st
 
@@ -100,6 +105,7 @@ def manage(store: RunStore, runs: list[RunInfo]) -> None:
     cols[1].download_button("Metrics (.csv)", store.metrics_csv(run_id) if run.metrics else "",
                             file_name=f"{run_id}-metrics.csv", mime="text/csv", icon=":material/table_view:",
                             disabled=not run.metrics, key="runs_download_csv", on_click="ignore", width="stretch")
+    export_buttons(store, run)
     job = job_service().snapshot(run_id)
     training = run.status in ("running", "queued") or (job is not None and not job.done)
     if job is not None and not job.done:
@@ -112,6 +118,38 @@ def manage(store: RunStore, runs: list[RunInfo]) -> None:
         st.session_state[CONFIRM_KEY] = run_id
     if st.session_state.get(CONFIRM_KEY) == run_id:
         confirm_delete(store, run)
+
+
+EXPORTS = (("keras", "Keras model (.keras)", ".keras", "application/octet-stream"),
+           ("savedmodel", "SavedModel (.zip)", "-savedmodel.zip", "application/zip"),
+           ("script", "Training script (.py)", "-train.py", "text/x-python"))
+"""Format, button label, file name suffix, MIME type: see softmax_core/export.py."""
+
+
+def exported_bytes(store: RunStore, run_id: str, fmt: str) -> bytes:
+    """The run exported by the job service's worker (TensorFlow stays out of this server), as one file."""
+    with tempfile.TemporaryDirectory(prefix="softmax-lab-export-") as folder:
+        out = Path(folder) / ("model.keras" if fmt == "keras" else "model" if fmt == "savedmodel" else "train.py")
+        path = job_service().export(store, run_id, fmt, out)
+        if path.is_file():
+            return path.read_bytes()
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for item in sorted(path.rglob("*")):
+                archive.write(item, Path(run_id) / item.relative_to(path))
+        return buffer.getvalue()
+
+
+def export_buttons(store: RunStore, run: RunInfo) -> None:
+    """Downloads that leave the lab: made when clicked, by the worker process."""
+    ready = run.status != "unreadable" and run.epochs_completed > 0
+    cols = st.columns(3)
+    for col, (fmt, label, suffix, mime) in zip(cols, EXPORTS):
+        col.download_button(label, functools.partial(exported_bytes, store, run.run_id, fmt),
+                            file_name=f"{run.run_id}{suffix}", mime=mime, icon=":material/output:",
+                            disabled=not ready, key=f"runs_export_{fmt}", on_click="ignore", width="stretch")
+    st.caption("Keras and SavedModel files predict like the lab (float32 pixels in [0, 1], 784 per image); "
+               "the script retrains this run with TensorFlow and NumPy alone.")
 
 
 def confirm_delete(store: RunStore, run: RunInfo) -> None:

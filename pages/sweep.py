@@ -15,6 +15,8 @@ from softmax_core.jobs import JobSnapshot
 from softmax_core.query import to_query
 from softmax_core.runs import RunError, RunInfo
 from softmax_core.sweeps import SELECTION_METRIC, best_run, saved_sweeps, submit_sweep
+from softmax_core.tune import (best_config, load_study, running_search, start_search, stop_search, study_figures,
+                               study_names, summarize)
 
 JOB_KEY = "sweep_runs"
 """The sweep this browser session queued last: (sweep id, run ids in grid order)."""
@@ -148,10 +150,98 @@ def sweep_summary(runs: list[RunInfo]) -> str:
     return f"best {best.config.label()}, validation {best.final[SELECTION_METRIC]:.2%}"
 
 
+STUDY_PARAM = "study"
+TUNE_POLL_SECONDS = 2.0
+FIGURE_TITLES = (("history", "Optimisation history"), ("importances", "Parameter importances"),
+                 ("parallel", "Parallel coordinates"), ("intermediate", "Validation accuracy per epoch (pruned trials stop early)"))
+
+
+def tune_form() -> tuple[int, int, int] | None:
+    """Trials, most epochs per trial and the sampler's seed; returned when Start is pressed."""
+    with st.form("tune_form"):
+        trials = st.number_input("Trials", 2, 200, 30, key="tune_trials",
+                                 help="Each trial is a run in the lab's queue, as many at once as it has slots.")
+        epochs_max = st.number_input("Most epochs per trial", 2, 100, 20, key="tune_epochs_max",
+                                     help="Optuna picks each trial's epochs up to this; the pruner stops "
+                                          "hopeless trials early.")
+        seed = st.number_input("Sampler seed", 0, 2**31 - 1, 0, key="tune_seed")
+        start = st.form_submit_button("Start search", type="primary", icon=":material/play_arrow:", width="stretch")
+    st.caption("Optuna searches learning rate (log), batch size, epochs, optimizer, schedule and L2 (log, "
+               "or none), maximising **validation** accuracy; the test split is never used to choose.")
+    return (int(trials), int(epochs_max), int(seed)) if start else None
+
+
+@st.fragment(run_every=TUNE_POLL_SECONDS)
+def live_search(name: str) -> None:
+    """The running search: trials so far, Stop, and Optuna's figures as trials finish."""
+    if running_search(name) is None:
+        st.rerun()
+    study_view(name, live=True)
+    if st.button("Stop search", icon=":material/stop_circle:", key="tune_stop"):
+        stop_search(job_service(), name)
+        st.caption("Stopping: no new trials; the running ones are stopped …")
+
+
+def study_view(name: str, live: bool = False) -> None:
+    """Counts, the best trial one click from Train, and Optuna's own figures."""
+    study = load_study(run_store(), name)
+    summary = summarize(study)
+    search = running_search(name)
+    asked = f" of {search.trials}" if search is not None else ""
+    st.text(f"Study {name}: {summary.trials_completed} trials completed, {summary.trials_pruned} pruned{asked}"
+            f"{' · searching …' if live else ''}")
+    best = best_config(study)
+    if best is not None:
+        with st.container(border=True):
+            st.text(f"Best on validation: {best.label()} · {best.schedule} · validation "
+                    f"{summary.best_validation_accuracy:.2%}, test {summary.best_test_accuracy:.2%}")
+            st.page_link("pages/train.py", label="Open these settings on the Train page",
+                         icon=":material/arrow_forward:", query_params=to_query(best))
+    if summary.epochs_planned:
+        st.caption(f"Pruning saved {summary.epochs_saved:.0%} of the epochs: {summary.epochs_trained} trained "
+                   f"of {summary.epochs_planned} the same trials would have trained unpruned.")
+    figures = study_figures(study) if study.trials else {}
+    for key, title in FIGURE_TITLES:
+        if key in figures:
+            st.plotly_chart(figures[key].update_layout(title=title, height=360), key=f"tune_{key}",
+                            config={"displayModeBar": False})
+
+
+def tune_mode() -> None:
+    form_column, result_column = st.columns([1.3, 2.4], gap="large")
+    with form_column:
+        request = tune_form()
+        if request is not None:
+            trials, epochs_max, seed = request
+            search = start_search(job_service(), run_store(), trials, epochs_max, seed)
+            st.query_params[STUDY_PARAM] = search.study
+            st.rerun()
+    with result_column:
+        names = study_names(run_store())
+        if not names:
+            st.info("No search yet. Each trial is an ordinary run (see Runs); the figures appear as trials finish.",
+                    icon=":material/tune:")
+            return
+        wanted = st.query_params.get(STUDY_PARAM)
+        name = st.selectbox("Study", names, index=names.index(wanted) if wanted in names else len(names) - 1,
+                            key="tune_study")
+        if st.query_params.get(STUDY_PARAM) != name:
+            st.query_params[STUDY_PARAM] = name
+        if running_search(name) is not None:
+            live_search(name)
+        else:
+            study_view(name)
+
+
 def main() -> None:
-    page_header("Sweep", "Train a grid of settings one run at a time, pick the best on the validation split, "
-                         "then train it from the Train page.")
+    page_header("Sweep", "Train a grid of settings, or let Optuna search them; pick the best on the validation "
+                         "split, then train it from the Train page.")
     mnist()
+    mode = st.segmented_control("Search", ("grid", "optuna"), default="grid", required=True, key="sweep_mode",
+                                format_func={"grid": "Grid", "optuna": "Optuna search"}.get)
+    if mode == "optuna":
+        tune_mode()
+        return
     sweep_id, run_ids = st.session_state.get(JOB_KEY, (None, []))
     jobs = sweep_jobs(run_ids)
     running = any(not job.done for job in jobs)

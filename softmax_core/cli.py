@@ -1,4 +1,4 @@
-"""Command line for headless runs: ``python -m softmax_core train|evaluate|predict|runs``.
+"""Command line for headless runs: ``python -m softmax_core train|evaluate|predict|runs|sweep|tune|export``.
 
 It drives the same ``TrainingJob`` (and so the same ``train`` function) as the dashboard.
 Bad input exits with status 2 and one line on stderr, never a traceback; a filesystem fault
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .analysis import confusion_matrix, per_class_accuracy
-from .config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
+from .config import MAX_EPOCHS, OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
 from .model import predict_proba
 from .data import DataError, Mnist, load_mnist
 from .jobs import JobSnapshot
@@ -75,6 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="train every combination of the values given, one run each")
     _add_settings(sweep, SWEEPABLE, many=True)
     _add_settings(sweep, FIXED, many=False)
+
+    tune = commands.add_parser("tune", help="search settings with Optuna on validation accuracy; each trial a run")
+    tune.add_argument("--trials", type=int, required=True, help="trials to run in this process")
+    tune.add_argument("--epochs-max", type=int, help="most epochs a trial may train, fixed when the study is "
+                                                     "created (default 30)")
+    tune.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://… (default: a journal file in "
+                                        "the runs folder, shared by processes on this machine)")
+    tune.add_argument("--study", help="study to create or join (default: a new study-<time> name)")
+    tune.add_argument("--seed", type=int, help="sampler seed; give each worker of one study its own (default random)")
+
+    export = commands.add_parser("export", help="write a run as a Keras model, a SavedModel or a standalone script")
+    export.add_argument("run")
+    export.add_argument("--format", required=True, choices=("keras", "savedmodel", "script"),
+                        help="keras: a .keras file; savedmodel: a folder for TF Serving; script: one .py file")
+    export.add_argument("--out", required=True, help="file (keras, script) or folder (savedmodel) to write")
     for sub in commands.choices.values():  # let --json, --data-dir, --runs-dir also follow the command
         for option in ("--data-dir", "--runs-dir"):
             sub.add_argument(option, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -359,5 +374,65 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return EXIT_OK if len(runs) == total and best else EXIT_RUN_FAILED
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    if args.trials < 1:
+        raise UsageError(f"--trials must be at least 1, not {args.trials}")
+    if args.epochs_max is not None and not 1 <= args.epochs_max <= MAX_EPOCHS:
+        raise UsageError(f"--epochs-max must be in 1..{MAX_EPOCHS}, not {args.epochs_max}")
+    import optuna
+
+    from . import tune  # Optuna loads only for this command
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    store = _store(args)
+    try:
+        study = tune.open_study(store, args.study, args.storage, args.seed, args.epochs_max)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except Exception as exc:  # Optuna and SQLAlchemy raise many kinds for a bad URL or an unreachable server
+        raise UsageError(f"storage {args.storage or tune.journal_path(store)}: {exc}") from None
+    data = _data(args)
+    print(f"study {study.study_name}: {args.trials} trials, at most {study.user_attrs['epochs_max']} epochs each",
+          file=sys.stderr)
+    done = 0
+
+    def report(trial) -> None:
+        nonlocal done
+        done += 1
+        attrs = trial.user_attrs
+        outcome = (f"{trial.state.name.lower()} after {attrs.get('epochs_trained', 0)}/{trial.params.get('epochs')} "
+                   f"epochs" + (f", validation {trial.value:.2%}" if trial.value is not None else ""))
+        config = TrainConfig.from_dict(attrs["config"]).label() if "config" in attrs else ""
+        print(f"[{done}/{args.trials}] trial {trial.number} {outcome} (run {attrs.get('run_id')}) {config}",
+              file=sys.stderr, flush=True)
+
+    interrupted = False
+    try:
+        summary = tune.tune(study, args.trials, tune.local_trial(data, store), on_trial=report)
+    except KeyboardInterrupt:
+        interrupted, summary = True, tune.summarize(study)
+    text = "no completed trial" if summary.best_run_id is None else (
+        f"best on validation: {summary.best_validation_accuracy:.2%}, test {summary.best_test_accuracy:.2%} "
+        f"(run {summary.best_run_id}); {summary.trials_completed} completed, {summary.trials_pruned} pruned, "
+        f"pruning saved {summary.epochs_saved:.0%} of the epochs")
+    _emit(args, summary.to_dict(), text)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if summary.best_run_id else EXIT_RUN_FAILED
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    store = _store(args)
+    store.get(args.run)  # an unknown run is a usage error before TensorFlow loads
+    from .export import export_run
+
+    try:
+        out = export_run(store, args.run, args.format, Path(args.out))
+    except (ValueError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    _emit(args, {"run_id": args.run, "format": args.format, "path": str(out)}, f"wrote {out} ({args.format})")
+    return EXIT_OK
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "runs": cmd_runs,
-            "sweep": cmd_sweep}
+            "sweep": cmd_sweep, "tune": cmd_tune, "export": cmd_export}

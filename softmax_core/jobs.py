@@ -18,6 +18,7 @@ import atexit
 import json
 import os
 import queue
+import secrets
 import subprocess
 import sys
 import threading
@@ -138,15 +139,15 @@ class _WorkerProcess:
             raise WorkerGone(event.get("message", "the training process could not start"))
         raise WorkerGone(self.death())
 
-    def train(self, run_id: str, command: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Send a train command; yield its run's events up to ``done``. WorkerGone if the process dies."""
+    def request(self, route_id: str, command: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Send a command; yield the events that name ``route_id`` up to ``done``. WorkerGone if the process dies."""
         route: queue.Queue = queue.Queue()
         with self._lock:
             if self._gone:
                 raise WorkerGone(self.death())
-            self._routes[run_id] = route
+            self._routes[route_id] = route
         try:
-            self.send({"op": "train", "run": run_id, **command})
+            self.send({**command, "run": route_id})
             while (event := route.get()) is not None:
                 yield event
                 if event.get("event") == "done":
@@ -154,7 +155,7 @@ class _WorkerProcess:
             raise WorkerGone(self.death())
         finally:
             with self._lock:
-                self._routes.pop(run_id, None)
+                self._routes.pop(route_id, None)
 
     def send(self, command: dict[str, Any]) -> None:
         with self._lock:
@@ -308,6 +309,29 @@ class JobService:
             if not job.done.wait(1.0):
                 self._end(job, "interrupted", "the lab was shut down while it trained")
 
+    def export(self, store: RunStore, run_id: str, fmt: str, out: Path) -> Path:
+        """Have the worker write ``run_id`` as ``fmt`` (see ``softmax_core.export``) to ``out``; the path.
+
+        Exports need TensorFlow, so the worker makes them, beside any training; they do not queue.
+        Raises RunError with the worker's reason when it cannot.
+        """
+        process = self._process
+        while process is None or not process.alive():
+            if self._closing:
+                raise RunError("the lab is shutting down")
+            time.sleep(0.1)
+            process = self._process
+        command = {"op": "export", "root": str(store.root), "run_id": run_id, "format": fmt, "out": str(out)}
+        try:
+            for event in process.request(f"export-{secrets.token_hex(4)}", command):
+                if event.get("event") == "done":
+                    if event.get("status") != "completed":
+                        raise RunError(event.get("message") or "the export failed")
+                    return Path(event["path"])
+        except WorkerGone as exc:
+            raise RunError(str(exc)) from None
+        raise RunError("the training process ended the export without a word")
+
     @property
     def warming(self) -> bool:
         """True while the worker process is loading TensorFlow and MNIST (after start or a crash)."""
@@ -335,6 +359,8 @@ class JobService:
                 status, message = "interrupted", f"{exc}; its finished epochs are kept"
             if job.stop_as and status == "stopped":
                 status = job.stop_as
+                if status == "pruned":
+                    message = f"pruned after epoch {len(job.history)}: behind the other trials at the same epoch"
             if self._closing and status in ("stopped", "interrupted"):
                 message = "the lab was shut down while it trained; its finished epochs are kept"
             self._end(job, status, message)
@@ -379,8 +405,8 @@ class JobService:
             job.writer.start()
         except OSError as exc:
             return "failed", failure_reason(exc)
-        command = {"run_dir": str(job.writer.path), "config": job.config.to_dict()}
-        for event in process.train(job.run_id, command):
+        command = {"op": "train", "run_dir": str(job.writer.path), "config": job.config.to_dict()}
+        for event in process.request(job.run_id, command):
             kind = event["event"]
             if kind == "progress":
                 with self._lock:

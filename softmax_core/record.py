@@ -1,4 +1,4 @@
-"""Train one run and write it to the run store as it goes: the path every training takes.
+"""Train one run and write it to the run store as it goes (and TensorBoard events): the path every training takes.
 
 The CLI's ``train`` and the job service's worker processes both call ``train_and_record``, so a
 run trained from a terminal and one trained from the dashboard are written the same way.
@@ -14,6 +14,7 @@ import numpy as np
 
 from .config import TrainConfig
 from .data import Mnist
+from .events import EventLog
 from .metrics import EpochMetrics
 from .runs import RunError, RunStore, RunWriter, failure_reason
 from .train import train
@@ -32,16 +33,27 @@ def train_and_record(config: TrainConfig, data: Mnist, writer: RunWriter, stop: 
     caller records the end (``writer.finish``), since only it knows how it was asked to stop.
     """
 
+    try:
+        events = EventLog(writer.path, config)
+    except OSError as exc:
+        return "failed", failure_reason(exc)
+
     def record(metrics: EpochMetrics, W: np.ndarray, b: np.ndarray) -> None:
         writer.record_epoch(metrics.to_dict(), W, b)
+        events.epoch(metrics, W)
         if on_epoch:
             on_epoch(metrics)
 
     try:
         result = train(config, data, record, on_progress, stop)
+        status, message = result.status, result.message
     except Exception as exc:  # the run must end with a status, whatever went wrong
-        return "failed", failure_reason(exc)
-    return result.status, result.message
+        status, message = "failed", failure_reason(exc)
+    try:
+        events.close(status)
+    except OSError:
+        pass  # TensorBoard's copy of the end; the run's own status is written by the caller
+    return status, message
 
 
 def record_run(store: RunStore, config: TrainConfig, data: Mnist, stop: StopFlag | None = None,

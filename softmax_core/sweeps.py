@@ -46,8 +46,11 @@ def sweep_configs(base: TrainConfig, grid: dict[str, Sequence]) -> list[TrainCon
     return [TrainConfig.from_dict({**base_values, **dict(zip(axes, combo))}) for combo in combos]
 
 
+SWEEP_PREFIX = "sweep-"
+
+
 def new_sweep_id() -> str:
-    return time.strftime("sweep-%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+    return time.strftime(f"{SWEEP_PREFIX}%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
 def run_sweep(base: TrainConfig, grid: dict[str, Sequence], data: Mnist, store: RunStore,
@@ -90,7 +93,7 @@ def saved_sweeps(store: RunStore) -> dict[str, list[RunInfo]]:
     """Saved runs grouped by sweep id, newest sweep first, runs in the order they were trained."""
     grouped: dict[str, list[RunInfo]] = {}
     for run in store.list():
-        if run.sweep:
+        if run.sweep and run.sweep.startswith(SWEEP_PREFIX):  # not the trials of an Optuna study
             grouped.setdefault(run.sweep, []).append(run)
     return {sweep: sorted(runs, key=lambda r: r.created) for sweep, runs in sorted(grouped.items(), reverse=True)}
 

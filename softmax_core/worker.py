@@ -2,7 +2,7 @@
 
 It imports TensorFlow, loads MNIST and traces the engine once, then trains the runs it is sent
 (several at once, each in a thread) through ``record.train_and_record``. It speaks JSON lines: commands on stdin
-(``train``, ``stop``), events on stdout (``ready``, ``progress``, ``epoch``, ``done``,
+(``train``, ``export``, ``stop``), events on stdout (``ready``, ``progress``, ``epoch``, ``done``,
 ``fatal``). Anything else that writes to stdout (TensorFlow's C++ logging) is sent to stderr,
 so the event stream stays clean. It ends when stdin closes or its parent dies.
 """
@@ -80,8 +80,9 @@ class Worker:
                     stop = self._stops.get(command.get("run"))
                 if stop is not None:
                     stop.set()
-            elif command.get("op") == "train":
-                job = threading.Thread(target=self._train, args=(command, data), daemon=True)
+            elif command.get("op") in ("train", "export"):
+                work = self._train if command["op"] == "train" else self._export
+                job = threading.Thread(target=work, args=(command, data), daemon=True)
                 self._jobs.append(job)
                 job.start()
         with self._lock:  # stdin closed: the service is going away; stop what still trains
@@ -110,6 +111,22 @@ class Worker:
         with self._lock:
             del self._stops[run_id]
         self.emit("done", run=run_id, status=status, message=message)
+
+
+    def _export(self, command: dict[str, Any], _data) -> None:
+        """Write a run as a Keras file, a SavedModel or a script (``softmax_core.export``)."""
+        from .export import export_run
+        from .runs import RunError, RunStore
+
+        try:
+            path = export_run(RunStore(command["root"]), command["run_id"], command["format"], Path(command["out"]))
+        except (RunError, ValueError, OSError) as exc:
+            self.emit("done", run=command.get("run"), status="failed", message=str(exc))
+            return
+        except Exception as exc:  # never leave the asking page waiting
+            self.emit("done", run=command.get("run"), status="failed", message=f"{type(exc).__name__}: {exc}")
+            return
+        self.emit("done", run=command.get("run"), status="completed", path=str(path))
 
 
 def main() -> None:

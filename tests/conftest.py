@@ -8,7 +8,26 @@ from pathlib import Path
 
 import pytest
 
-from softmax_core.data import FILES, Mnist, load_mnist
+from softmax_core.data import FILES, Mnist, load_mnist, locate
+
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED_MNIST = PROJECT.parent / "shared" / "data" / "mnist"
+"""Where this workplace keeps the four files, beside the checkout; elsewhere the lab's cache serves."""
+
+
+def _find_mnist() -> None:
+    """Point MNIST_DIR (for this process and every server, worker and CLI it starts) at real MNIST.
+
+    As the product looks, plus one place: MNIST_DIR when set, else ../shared/data/mnist when
+    present, else the lab's cache, downloading the files once (checksum-verified) when online.
+    """
+    if os.environ.get("MNIST_DIR"):
+        return
+    folder = SHARED_MNIST if SHARED_MNIST.is_dir() else locate(None, allow_download=True)
+    os.environ["MNIST_DIR"] = str(Path(folder).resolve())
+
+
+_find_mnist()
 
 
 @pytest.fixture(scope="session")

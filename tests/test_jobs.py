@@ -148,3 +148,17 @@ def test_after_a_killed_server_running_reads_interrupted_queued_cancelled_and_no
     assert store.get(running).status == "interrupted"
     assert store.get(queued).status == "cancelled"
     wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in started["workers"]), "the worker to exit")
+
+
+def test_exports_are_made_by_the_worker_process(service: JobService, tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs")
+    run_id = service.submit(store, QUICK)
+    assert service.wait(run_id, WAIT).status == "completed"
+    keras_file = service.export(store, run_id, "keras", tmp_path / "model.keras")
+    assert keras_file.is_file() and keras_file.stat().st_size > 0
+    saved = service.export(store, run_id, "savedmodel", tmp_path / "saved")
+    assert (saved / "saved_model.pb").is_file()
+    script = service.export(store, run_id, "script", tmp_path / "train.py")
+    assert "MNIST_DIR" in script.read_text() and "softmax_core" not in script.read_text()
+    with pytest.raises(runs.RunError, match="no run"):
+        service.export(store, "20990101-000000-abcdef", "keras", tmp_path / "none.keras")

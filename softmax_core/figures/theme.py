@@ -5,7 +5,6 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 INK = "#1f2933"
-MUTED = "#7b8794"
 GRID = "#e4e7eb"
 TRAIN = "#2563eb"
 """Train curves: blue."""
@@ -17,7 +16,6 @@ ACCENT = "#7c3aed"
 """Highlights: the top guess, the chosen run."""
 DIVERGING = "RdBu_r"
 """Weights and evidence: red for positive, blue for negative, white at zero."""
-SEQUENTIAL = "Blues"
 RUN_COLOURS = ("#2563eb", "#ea580c", "#16a34a", "#7c3aed", "#db2777", "#0891b2", "#ca8a04", "#4b5563")
 
 

@@ -3,7 +3,10 @@ the reloaded page recovers and shows that run as interrupted, its finished epoch
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -42,3 +45,32 @@ def test_restarted_server_shows_the_run_as_interrupted(new_page, server) -> None
     assert 1 <= info.epochs_completed < 60
     wait_for_points(page, "train_loss_chart", "train loss", exactly=info.epochs_completed)
     RunStore(server.runs_dir).load_weights(run_id)
+
+
+def worker_pids(server_pid: int) -> list[int]:
+    """The server's child processes: its job service's training worker."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == server_pid:
+                pids.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return pids
+
+
+def test_sigterm_records_the_running_run_as_stopped_and_leaves_no_worker(new_page, server) -> None:
+    page = new_page(SLOW_RUN)
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_url(re.compile(r"[?&]run="))
+    run_id = parse_qs(urlparse(page.url).query)["run"][0]
+    wait_for_points(page, "train_loss_chart", "train loss")
+    workers = worker_pids(server.process.pid)
+    assert workers, "the job service's worker is a child of the server"
+
+    os.kill(server.process.pid, signal.SIGTERM)  # the server alone, as Ctrl-C or a service manager would
+    server.process.wait(60)
+    info = RunStore(server.runs_dir).get(run_id)
+    assert info.status == "stopped" and "shut down" in info.message
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    server.start()

@@ -1,0 +1,174 @@
+"""``python -m bench.classroom``: a room of people training at once on one dashboard server.
+
+Every session is a real Chromium session (a browser context): each opens the Train page with
+the default settings for ``--epochs`` epochs and its own seed, and all press Start within a few
+seconds. One more session keeps opening Home, Weights and Draw while the queue is full; its
+page render times are the room's experience of the lab under load. Afterwards each run is
+compared with a solo run of the same settings and seed, trained back to back in this process
+through the same engine (``record.record_run``), which also gives the wall time the room is
+compared with. The last stdout line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .dashboard import DONE_TEXT, STATUS_WIDGET, chromium, open_train_page, start_button, streamlit_server
+
+BROWSE = (("", "Softmax Lab"), ("weights", "Weights"), ("draw", "Draw"))
+"""Home, Weights and Draw (URL path, title): the pages the bystander keeps opening."""
+RUN_TIMEOUT = 900.0
+"""Seconds for the whole room's runs to end: a deadline against hangs, not a target."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.classroom", description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=20, help="browser sessions that each start a run")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of each run (default settings otherwise)")
+    return parser.parse_args(argv)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """VmHWM of a live process, in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (the server's training worker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def render_seconds(page, url: str, title: str) -> float:
+    """Open ``url`` in the bystander's tab; seconds until its title shows and nothing is loading."""
+    started = time.perf_counter()
+    page.goto(url, wait_until="commit")
+    page.get_by_role("heading", name=title, exact=True).wait_for(timeout=RUN_TIMEOUT * 1000)
+    page.locator(STATUS_WIDGET).first.wait_for(state="detached", timeout=RUN_TIMEOUT * 1000)
+    return time.perf_counter() - started
+
+
+def run_ids_in(runs: Path) -> set[str]:
+    return {p.name for p in runs.iterdir()} if runs.exists() else set()
+
+
+def room(sessions: int, epochs: int) -> dict:
+    """The server, the room's runs and the bystander's render times; everything the JSON reports."""
+    from softmax_core.runs import RunStore
+
+    with streamlit_server() as (server, url, runs), chromium() as browser:
+        warm = open_train_page(browser, url, f"epochs=1&seed={10_000}")  # starts the job service's worker
+        start_button(warm).click()
+        warm.get_by_text(DONE_TEXT).first.wait_for(timeout=RUN_TIMEOUT * 1000)
+        warm.context.close()
+        before = run_ids_in(runs)
+        pages = [open_train_page(browser, url, f"epochs={epochs}&seed={seed}") for seed in range(sessions)]
+        bystander = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+        log(f"classroom: {sessions} sessions press Start …")
+        clicked = time.perf_counter()
+        for page in pages:
+            start_button(page).click()
+        submit_seconds = time.perf_counter() - clicked
+        store = RunStore(runs)
+        renders: list[float] = []
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while True:
+            ours = run_ids_in(runs) - before
+            ended = [r for r in ours if store.get(r).status not in ("queued", "running")]
+            if len(ours) == sessions and len(ended) == sessions:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(ended)} of {sessions} runs ended in {RUN_TIMEOUT:.0f} s")
+            path, title = BROWSE[len(renders) % len(BROWSE)]
+            renders.append(render_seconds(bystander, f"{url}/{path}", title))
+        wall = max(store.get(r).ended for r in ours) - min(store.get(r).created for r in ours)
+        server_mb = peak_rss_mb(server.pid)
+        worker_mb = [peak_rss_mb(pid) for pid in children(server.pid)]
+        runs_by_seed = {store.get(r).config.seed: store.get(r) for r in ours}
+        for page in pages:
+            page.context.close()
+    return {"submit_seconds": submit_seconds, "wall_seconds": wall, "renders": renders, "runs": runs_by_seed,
+            "server_peak_rss_mb": server_mb, "worker_peak_rss_mb": [m for m in worker_mb if m is not None]}
+
+
+def solo_runs(sessions: int, epochs: int) -> tuple[dict, float]:
+    """The same runs one after another in this process: final metrics by seed, and the wall time."""
+    from softmax_core.config import TrainConfig
+    from softmax_core.data import load_mnist
+    from softmax_core.record import record_run
+    from softmax_core.runs import RunStore
+
+    data = load_mnist(allow_download=False)
+    with tempfile.TemporaryDirectory(prefix="bench-solo-") as root:
+        store = RunStore(root)
+        record_run(store, TrainConfig(epochs=1, seed=10_000), data)  # tracing, as the server's warm worker did
+        started = time.perf_counter()
+        finals = {}
+        for seed in range(sessions):
+            run_id, _, _ = record_run(store, TrainConfig(epochs=epochs, seed=seed), data)
+            finals[seed] = store.get(run_id).final
+        return finals, time.perf_counter() - started
+
+
+def report(args: argparse.Namespace) -> dict:
+    load_before = os.getloadavg()
+    measured = room(args.sessions, args.epochs)
+    log("classroom: the same runs solo, back to back …")
+    solo, solo_wall = solo_runs(args.sessions, args.epochs)
+    runs = measured["runs"]
+    completed = [seed for seed, run in runs.items() if run.status == "completed"]
+    differences = [abs(runs[s].final[k] - solo[s][k]) for s in completed
+                   for k in ("train_loss", "test_loss", "test_accuracy", "validation_accuracy")]
+    renders = sorted(measured["renders"])
+    p95 = renders[min(len(renders) - 1, math.ceil(0.95 * len(renders)) - 1)] if renders else None
+    server_mb, workers_mb = measured["server_peak_rss_mb"], measured["worker_peak_rss_mb"]
+    return {
+        "sessions": args.sessions, "browser_sessions": args.sessions, "epochs": args.epochs,
+        "submit_seconds": round(measured["submit_seconds"], 2),
+        "runs_completed": len(completed), "runs_lost": args.sessions - len(completed),
+        "max_metric_difference_vs_solo": max(differences) if differences else None,
+        "wall_seconds": round(measured["wall_seconds"], 2), "solo_back_to_back_seconds": round(solo_wall, 2),
+        "wall_ratio": round(measured["wall_seconds"] / solo_wall, 3),
+        "bystander_renders": len(renders), "render_p50_seconds": round(statistics.median(renders), 3) if renders else None,
+        "render_p95_seconds": round(p95, 3) if p95 is not None else None,
+        "server_peak_rss_mb": round(server_mb, 1) if server_mb else None,
+        "server_plus_workers_peak_rss_mb": round((server_mb or 0) + sum(workers_mb), 1),
+        "workers": len(workers_mb), "load_average_before": [round(x, 2) for x in load_before],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    figures = report(parse_args(argv))
+    for key, value in figures.items():
+        log(f"  {key}: {value}")
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
