@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from pages.session import job_service, mnist, navigation_ready, page_header, run_label, run_store, runs_with_weights
+from pages.session import job_service, literal, mnist, navigation_ready, page_header, run_label, run_store, runs_with_weights
 from softmax_core.config import TrainConfig
 from softmax_core.data import IMAGE_SIDE, TEST_SIZE, TRAIN_SIZE, VALIDATION_SIZE, Mnist
 from softmax_core.figures.curves import accuracy_curves
@@ -69,7 +69,7 @@ def _latest_run() -> None:
         return
     run = runs[0]
     final = run.final
-    st.caption(run_label(run))
+    st.caption(literal(run_label(run)))
     cols = st.columns(3)
     cols[0].metric("Test accuracy", f"{final['test_accuracy']:.2%}")
     cols[1].metric("Validation accuracy", f"{final['validation_accuracy']:.2%}")

@@ -19,7 +19,7 @@ from softmax_core.figures.digits import digit_image, evidence_map, probability_b
 from softmax_core.model import predict_proba
 from softmax_core.preprocess import canvas_to_mnist
 from pages.run_arrays import weights
-from pages.session import job_service, page_header, pick_run, run_store
+from pages.session import job_service, literal, page_header, pick_run, run_store
 
 CANVAS_KEY = "draw_canvas_key"  # holds the canvas widget's current key; Clear moves it to a fresh one
 JOB_KEY = "draw_training_run"
@@ -53,7 +53,7 @@ def offer_training() -> None:
     del st.session_state[JOB_KEY]
     if snapshot.history:
         st.rerun()
-    st.error(f"Training ended as {snapshot.status} before its first epoch: {snapshot.message}",
+    st.error(f"Training ended as {snapshot.status} before its first epoch: {literal(snapshot.message)}",
              icon=":material/error:")
 
 

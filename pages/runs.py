@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages.session import RUN_PARAM, job_service, page_header, run_label, run_store, running_now, saved_runs
+from pages.session import RUN_PARAM, job_service, literal, page_header, run_label, run_store, running_now, saved_runs
 from softmax_core.figures.curves import METRICS, run_name, runs_overlay
 from softmax_core.runs import RunError, RunInfo, RunStore
 
@@ -157,7 +157,11 @@ def confirm_delete(store: RunStore, run: RunInfo) -> None:
         st.warning(f"Delete run `{run.run_id}` and all its files? This cannot be undone.", icon=":material/delete:")
         yes, no, _ = st.columns([1, 1, 4])
         if yes.button("Delete", type="primary", key="runs_delete_confirm", width="stretch"):
-            store.delete(run.run_id)
+            try:
+                store.delete(run.run_id)
+            except RunError as exc:
+                st.error(f"Not deleted: {literal(exc)}", icon=":material/block:")
+                return
             st.session_state.pop(CONFIRM_KEY, None)
             if st.query_params.get(RUN_PARAM) == run.run_id:
                 del st.query_params[RUN_PARAM]
@@ -176,7 +180,7 @@ def main() -> None:
         st.info("No saved runs yet.", icon=":material/info:")
         st.page_link("pages/train.py", label="Train a model", icon=":material/model_training:")
         return
-    st.caption(f"{len(runs)} run{'s' * (len(runs) != 1)} in `{store.root}`")
+    st.caption(f"{len(runs)} run{'s' * (len(runs) != 1)} in this lab's run store")
     if job_service().active():
         running_now()
     runs_table(runs)

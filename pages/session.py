@@ -7,6 +7,7 @@ is parsed once per server process and a missing dataset shows one friendly panel
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 
@@ -92,6 +93,19 @@ def job_service() -> JobService:
     return shared_service()
 
 
+_MARKDOWN_ASCII = re.compile(r"([!-/:-@\[-`{-~])")
+"""Every ASCII punctuation character: CommonMark lets a backslash make each of them literal."""
+
+
+def literal(text: object) -> str:
+    """Text from a URL or a run's files, escaped so Markdown shows it as typed.
+
+    Every ASCII punctuation character is backslash-escaped and line breaks become spaces, so no
+    link, image, emphasis, heading, HTML, LaTeX or colour directive can come out of it.
+    """
+    return _MARKDOWN_ASCII.sub(r"\\\1", " ".join(str(text).split()))
+
+
 def run_label(info: RunInfo) -> str:
     """One line naming a run for pickers: when, settings, status, test accuracy."""
     when = time.strftime("%d %b %H:%M:%S", time.localtime(info.created))
@@ -102,8 +116,13 @@ def run_label(info: RunInfo) -> str:
 
 
 def saved_runs(store: RunStore) -> list[RunInfo]:
-    """All runs, newest first by creation time (ids made in the same second sort randomly)."""
-    return store.list()
+    """All runs, newest first by creation time; a store that cannot be read stops the page with why."""
+    try:
+        return store.list()
+    except RunError as exc:
+        st.error(f"The run store cannot be read: {literal(exc)}", icon=":material/folder_off:")
+        st.stop()
+        raise
 
 
 def runs_with_weights(store: RunStore) -> list[RunInfo]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.session import job_service, mnist, page_header, run_store
+from pages.session import job_service, literal, mnist, page_header, run_store
 from softmax_core.config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
 from softmax_core.figures.curves import METRICS, runs_overlay, sweep_heatmap
 from softmax_core.jobs import JobSnapshot
@@ -53,7 +53,8 @@ def start_sweep(base: TrainConfig, grid: dict[str, list]) -> bool:
     try:
         sweep_id, run_ids = submit_sweep(job_service(), run_store(), base, grid)
     except ConfigError as exc:
-        st.error(f"Not started: **{exc.field}** {str(exc).removeprefix(exc.field + ': ')}", icon=":material/block:")
+        st.error(f"Not started: **{exc.field}** {literal(str(exc).removeprefix(exc.field + ': '))}",
+                 icon=":material/block:")
         return False
     except (OSError, RunError) as exc:
         st.error(f"Not started: the runs could not be saved ({exc.strerror if isinstance(exc, OSError) else exc}).",
@@ -74,7 +75,7 @@ def sweep_runs(run_ids: list[str]) -> list[RunInfo]:
     runs = []
     for run_id in run_ids:
         try:
-            runs.append(store.get(run_id))
+            runs.append(store.summary(run_id))  # heatmaps and per-epoch curves: no step losses needed
         except RunError:
             continue  # deleted from the Runs page meanwhile
     return runs

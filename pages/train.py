@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.session import RUN_PARAM, job_service, page_header, run_store, running_now
+from pages.session import RUN_PARAM, job_service, literal, page_header, run_store, running_now
 from softmax_core.config import MAX_EPOCHS, OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
 from softmax_core.data import TRAIN_SIZE
 from softmax_core.figures.curves import accuracy_curves, loss_curves
@@ -77,7 +77,7 @@ def settings_form(initial: TrainConfig, waiting: int) -> TrainConfig | None:
         return TrainConfig(learning_rate=rate, batch_size=batch, epochs=epochs, seed=seed, optimizer=optimizer,
                            l2=l2, schedule=schedule, init=initial.init)
     except ConfigError as exc:
-        st.error(f"Not started: **{exc.field}** {str(exc).removeprefix(exc.field + ': ')}",
+        st.error(f"Not started: **{exc.field}** {literal(str(exc).removeprefix(exc.field + ': '))}",
                  icon=":material/block:")
         return None
 
@@ -172,7 +172,7 @@ def outcome(status: str, message: str, history: list, seconds: float | None) -> 
         st.success(f"Done: **{final['test_accuracy']:.2%}** test accuracy after {n} epochs "
                    f"({seconds:.1f} s).", icon=":material/check_circle:")
     elif status == "diverged":
-        st.warning(f"**Training diverged.** {message}", icon=":material/warning:")
+        st.warning(f"**Training diverged.** {literal(message)}", icon=":material/warning:")
     elif status == "stopped":
         st.info(f"Stopped after {n} finished epoch{'s' * (n != 1)}; they are saved.", icon=":material/stop_circle:")
     elif status == "interrupted":
@@ -188,7 +188,7 @@ def outcome(status: str, message: str, history: list, seconds: float | None) -> 
         st.info(f"The search stopped this trial after {n} epoch{'s' * (n != 1)}: it was behind the others.",
                 icon=":material/content_cut:")
     else:
-        st.error(f"Training failed. {message}", icon=":material/error:")
+        st.error(f"Training failed. {literal(message)}", icon=":material/error:")
 
 
 def run_links(run_id: str) -> None:
@@ -207,7 +207,7 @@ def finished_job(snap: JobSnapshot) -> None:
 def saved_run(info: RunInfo) -> None:
     """A run from the store: after a reload, a server restart, or a shared link."""
     if info.status == "unreadable":
-        st.error(f"Run `{info.run_id}` cannot be read: {info.error}", icon=":material/error:")
+        st.error(f"Run `{info.run_id}` cannot be read: {literal(info.error)}", icon=":material/error:")
         return
     st.caption(f"Run `{info.run_id}` · {info.config.label()}")
     run_result(info.run_id, info.status, info.message, info.metrics, info.duration, info.config.epochs,
@@ -247,7 +247,7 @@ def main() -> None:
     with form_column:
         for reason in refused:
             field, _, why = reason.partition(": ")
-            st.error(f"Link setting refused: **{field}** {why}. Using the default instead.", icon=":material/block:")
+            st.error(f"Link setting refused: **{field}** {literal(why)}. Using the default instead.", icon=":material/block:")
         queued = sum(1 for job in service.active() if job.status == "queued")
         config = settings_form(initial, queued)
         if config is not None and start_job(config):

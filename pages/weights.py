@@ -11,13 +11,24 @@ import streamlit as st
 
 from softmax_core.figures.digits import weight_evolution, weight_grid
 from softmax_core.runs import RunError
-from pages.run_arrays import evolution, weights
-from pages.session import page_header, pick_run
+from pages.run_arrays import evolution, evolution_epochs, weights
+from pages.session import literal, page_header, pick_run
 
 WEIGHT_NOTE = ("Hover a pixel for its exact weight. The colour scale ends at the 99th percentile of |W|, "
                "so the few most extreme weights saturate.")
+MAX_FRAMES = 40
+"""Animation frames drawn at most: a 2,000-epoch run is played from an even sample, not every epoch."""
 ADAM_NOTE = (" Adam scales every weight's steps by its own gradient history, so pixels that are rarely inked "
              "(near the border) still get large weights; they matter little, as ink seldom lands there.")
+
+
+def frame_epochs(epochs: int, chosen: int) -> tuple[int, ...]:
+    """0-based epochs to animate: every one up to MAX_FRAMES, else an even sample with the chosen and last."""
+    if epochs <= MAX_FRAMES:
+        return tuple(range(epochs))
+    sample = {round(i * (epochs - 1) / (MAX_FRAMES - 1)) for i in range(MAX_FRAMES)}
+    return tuple(sorted(sample | {chosen, epochs - 1}))
+
 
 page_header(
     "Weights",
@@ -46,18 +57,25 @@ with final_tab:
 
 with evolution_tab:
     try:
-        stack = evolution(run)
+        epochs = evolution_epochs(run)
     except RunError as exc:
-        st.info(f"This run kept no per-epoch weights ({exc}).", icon=":material/history:")
+        st.info(f"This run kept no per-epoch weights ({literal(exc)}).", icon=":material/history:")
         st.stop()
-    epochs = len(stack)
     if epochs > 1:
         epoch = st.slider("Epoch", 1, epochs, epochs, key="weights_epoch",
-                          help="Show the templates as they stood after this epoch; ▶ Play runs through all of them.")
+                          help="Show the templates as they stood after this epoch; ▶ Play runs through them.")
     else:
         epoch = 1
         st.caption("This run trained a single epoch: there is one snapshot to show.")
-    st.plotly_chart(weight_evolution(stack, start=epoch - 1), theme=None, key="weights_evolution",
+    picked = frame_epochs(epochs, epoch - 1)
+    try:
+        stack = evolution(run, picked)
+    except RunError as exc:
+        st.info(f"This run's per-epoch weights cannot be read ({literal(exc)}).", icon=":material/history:")
+        st.stop()
+    st.plotly_chart(weight_evolution(stack, start=picked.index(epoch - 1), epochs=[e + 1 for e in picked],
+                                     total=epochs), theme=None, key="weights_evolution",
                     config={"displayModeBar": False})  # the toolbar would cover Play
+    sampled = f" ▶ Play steps through {len(picked)} of the {epochs} epochs." if len(picked) < epochs else ""
     st.caption("One colour scale spans every epoch, so the templates visibly sharpen and strengthen "
-               "as training goes on.")
+               "as training goes on." + sampled)

@@ -1,13 +1,17 @@
 """Command line for headless runs: ``python -m softmax_core train|evaluate|predict|runs|sweep|tune|export``.
 
 It drives the same ``TrainingJob`` (and so the same ``train`` function) as the dashboard.
-Bad input exits with status 2 and one line on stderr, never a traceback.
+Bad input exits with status 2 and one line on stderr, never a traceback; a filesystem fault
+met while working (a full disk, a folder gone) exits 1 with one line.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
+import os
 import sys
 import threading
 import time
@@ -101,10 +105,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, DataError, RunError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_RUN_FAILED
 
 
-def _store(args: argparse.Namespace) -> RunStore:
-    return RunStore(args.runs_dir)
+def _store(args: argparse.Namespace, writing: bool = False) -> RunStore:
+    """The run store named by --runs-dir (or the default); refused if it is not a folder we can use."""
+    store = RunStore(args.runs_dir)
+    root = store.root
+    try:
+        if root.exists() and not root.is_dir():
+            raise UsageError(f"runs folder {root} is not a folder")
+        if writing:
+            existing = next(p for p in (root, *root.parents) if p.exists())
+            if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+                raise UsageError(f"runs folder {root} cannot be written here ({existing} is read-only or not ours)")
+    except PermissionError:
+        raise UsageError(f"runs folder {root} cannot be reached: permission denied") from None
+    return store
+
+
+def _readable_run(store: RunStore, run_id: str) -> RunInfo:
+    """The run, refused if ``runs`` would list it as unreadable: the CLI gives one answer per run."""
+    run = store.get(run_id)
+    if run.error:
+        raise RunError(f"run {run_id} is unreadable: {run.error}")
+    return run
 
 
 def _data(args: argparse.Namespace) -> Mnist:
@@ -116,15 +144,26 @@ def _data(args: argparse.Namespace) -> Mnist:
 
 
 def _emit(args: argparse.Namespace, payload: dict, text: str) -> None:
-    print(json.dumps(payload) if args.json else text)
+    print(json.dumps(_finite(payload), allow_nan=False) if args.json else text)
+
+
+def _finite(value):
+    """``value`` with every NaN or infinity as None: ``--json`` prints JSON, which has neither."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(learning_rate=args.learning_rate, batch_size=args.batch_size, epochs=args.epochs,
                          seed=args.seed, optimizer=args.optimizer, schedule=args.schedule, l2=args.l2,
                          init=args.init)
+    store = _store(args, writing=True)
     data = _data(args)
-    store = _store(args)
     from .record import record_run  # TensorFlow loads only once settings and data are known good
 
     run = LocalRun(config)
@@ -235,6 +274,7 @@ class ProgressBar:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     store = _store(args)
+    _readable_run(store, args.run)
     W, b = store.load_weights(args.run)
     data = _data(args)
     matrix = confusion_matrix(data.test_y, (data.images("test") @ W + b).argmax(axis=1))
@@ -256,6 +296,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .preprocess import image_file_to_mnist
 
     store = _store(args)
+    _readable_run(store, args.run)
     W, b = store.load_weights(args.run)
     if not Path(args.image).is_file():
         raise UsageError(f"{args.image}: no such file")
@@ -303,10 +344,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     base = TrainConfig(seed=args.seed, schedule=args.schedule, l2=args.l2, init=args.init)
     grid = {"learning_rate": args.learning_rate, "batch_size": args.batch_size, "epochs": args.epochs,
             "optimizer": args.optimizer}
+    for combination in itertools.product(*grid.values()):  # every value checked before TensorFlow loads
+        TrainConfig.from_dict({**base.to_dict(), **dict(zip(grid, combination))})
+    store = _store(args, writing=True)
+    data = _data(args)
     from .sweeps import run_sweep, sweep_configs  # sweeps run TrainingJobs: TensorFlow
 
     total = len(sweep_configs(base, grid))
-    data, store = _data(args), _store(args)
     done: list[RunInfo] = []
 
     def report(run: RunInfo) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import numpy as np
+
 from .data import TRAIN_SIZE
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -47,6 +49,8 @@ class TrainConfig:
             value = getattr(self, name)
             _check_number(name, value, kind, low, high, open_low)
             object.__setattr__(self, name, kind(value))
+        if np.float32(self.learning_rate) == 0:
+            raise ConfigError("learning_rate", f"{self.learning_rate!r} is 0 in float32: training would change nothing")
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("init", self.init, INITS)

@@ -68,6 +68,32 @@ def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
     return field
 
 
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+"""ITU-R 601 weights, as Pillow's own convert("L") uses."""
+
+
+def file_gray(img: Image.Image) -> np.ndarray:
+    """Gray in [0, 1] from an image file of any mode.
+
+    16-bit gray keeps its full range (converting to 8 bits would clip it all to white), and a
+    transparent background is laid on the ground that contrasts with what is drawn (a dark digit
+    on transparency is otherwise black on black).
+    """
+    if img.mode in SIXTEEN_BIT_MODES:
+        return np.clip(np.asarray(img, np.float64) / 65535.0, 0.0, 1.0).astype(np.float32)
+    if img.mode not in ALPHA_MODES and "transparency" not in img.info:
+        return np.asarray(img.convert("L"), np.float32) / 255.0
+    rgba = np.asarray(img.convert("RGBA"), np.float32) / 255.0
+    luma, alpha = rgba[..., :3] @ LUMA, rgba[..., 3]
+    if alpha.sum() == 0 or alpha.min() == 1.0:
+        return luma
+    drawn = float((luma * alpha).sum() / alpha.sum())  # mean brightness of what is drawn
+    ground = 1.0 if drawn < 0.5 else 0.0
+    return luma * alpha + ground * (1.0 - alpha)
+
+
 def image_file_to_mnist(path: str, max_pixels: int = 4096 * 4096) -> np.ndarray | None:
     """Read a PNG/JPEG of a digit and preprocess it like the canvas.
 
@@ -82,7 +108,7 @@ def image_file_to_mnist(path: str, max_pixels: int = 4096 * 4096) -> np.ndarray 
                 if img.width * img.height > max_pixels:
                     raise ValueError(f"image is {img.width}x{img.height} pixels; at most {max_pixels} "
                                      "pixels are accepted")
-                gray = np.asarray(img.convert("L"), np.float32) / 255.0
+                gray = file_gray(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ValueError(f"image is too large ({exc})") from None
     except FileNotFoundError:

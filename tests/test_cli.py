@@ -63,8 +63,8 @@ def test_predict_reads_a_real_digit_from_a_png(trained, mnist, tmp_path):
     (["train", "--learning-rate", "-1"], "learning_rate"),
     (["train", "--data-dir", "/nonexistent", "--epochs", "1"], "/nonexistent"),
     (["evaluate", "../etc"], "invalid run id"),
-    (["evaluate", "20990101-000000-abcdef"], "no weights"),
-    (["predict", "nope", "x.png"], "no weights"),
+    (["evaluate", "20990101-000000-abcdef"], "no run"),
+    (["predict", "nope", "x.png"], "no run"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
     done = cli(*args, runs_dir=tmp_path)

@@ -21,6 +21,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from apptest import PROJECT, open_page
+from pages.session import literal
 
 from softmax_core.config import TrainConfig
 from softmax_core.data import FILES, Mnist
@@ -166,7 +167,7 @@ def test_damaged_runs_are_listed_with_their_reason_and_no_page_breaks(source_run
     assert weights.selectbox(key="weights_run").value == good
     for run_id, reason in expected.items():
         if reason:
-            assert any(reason in e for e in texts(open_page("pages/train.py", run=run_id).error))
+            assert any(literal(reason) in e for e in texts(open_page("pages/train.py", run=run_id).error))
     assert not marker.exists(), "a pickle was loaded"
 
 

@@ -82,22 +82,25 @@ def weight_grid(W: np.ndarray, title: str | None = None, height: int = 500) -> g
     return fig
 
 
-def weight_evolution(stack: np.ndarray, start: int = 0, height: int = 540) -> go.Figure:
-    """The templates after each epoch as animation frames, with Play/Pause; shows epoch ``start``.
+def weight_evolution(stack: np.ndarray, start: int = 0, height: int = 540, epochs: Sequence[int] | None = None,
+                     total: int | None = None) -> go.Figure:
+    """The templates after each epoch as animation frames, with Play/Pause; shows row ``start``.
 
-    ``stack`` is (epochs, 784, 10). One colour scale spans every epoch, so templates visibly
-    strengthen as they form instead of being re-stretched frame by frame.
+    ``stack`` is (n, 784, 10): all epochs, or the ones named (1-based) in ``epochs`` out of
+    ``total``, so a long run is animated from a sample instead of every epoch. One colour scale
+    spans every frame, so templates visibly strengthen as they form instead of being re-stretched.
     """
-    epochs = len(stack)
+    numbers = list(epochs) if epochs is not None else list(range(1, len(stack) + 1))
+    total = total or len(stack)
     limit = _symmetric_limit(stack, WEIGHT_PERCENTILE)
-    fig = _template_grid(_epoch_title(start, epochs), height)
+    fig = _template_grid(_epoch_title(numbers[start], total), height)
     for digit, trace in enumerate(_template_traces(stack[start], limit)):
         fig.add_trace(trace, row=digit // 5 + 1, col=digit % 5 + 1)
     fig.frames = [
-        go.Frame(name=str(e + 1), traces=list(range(CLASSES)),
-                 data=[go.Heatmap(z=stack[e][:, d].reshape(IMAGE_SIDE, IMAGE_SIDE)) for d in range(CLASSES)],
-                 layout=dict(title=dict(text=_epoch_title(e, epochs))))
-        for e in range(epochs)
+        go.Frame(name=str(number), traces=list(range(CLASSES)),
+                 data=[go.Heatmap(z=W[:, d].reshape(IMAGE_SIDE, IMAGE_SIDE)) for d in range(CLASSES)],
+                 layout=dict(title=dict(text=_epoch_title(number, total))))
+        for number, W in zip(numbers, stack)
     ]
     fig.update_layout(updatemenus=[dict(
         type="buttons", direction="left", x=1, xanchor="right", y=1.13, yanchor="bottom", showactive=False,
@@ -114,7 +117,7 @@ def weight_evolution(stack: np.ndarray, start: int = 0, height: int = 540) -> go
 
 
 def _epoch_title(epoch: int, epochs: int) -> str:
-    return f"Templates after epoch {epoch + 1} of {epochs}"
+    return f"Templates after epoch {epoch} of {epochs}"
 
 
 def probability_bars(proba: np.ndarray, height: int = 300) -> go.Figure:
