@@ -190,16 +190,20 @@ class RunWriter:
         return self.path.name
 
     def record_epoch(self, metrics: dict, W: np.ndarray, b: np.ndarray) -> None:
-        """Save the weights, then append the metrics line: metrics never outrun weights."""
+        """Append the metrics line, then replace the weights (which carry their epoch), then the history.
+
+        A crash between the two leaves metrics one epoch ahead of the weights; the reader keeps only
+        the epochs the weights have (``_read``), so a run's numbers and weights always agree.
+        """
         self._evolution.append(W.astype(np.float16))
-        epoch = np.array(metrics["epoch"])
-        _atomic_write(self.path / "weights.npz", lambda h: np.savez(h, W=W.astype(np.float32),
-                                                                  b=b.astype(np.float32), epoch=epoch))
-        _atomic_write(self.path / "evolution.npz", lambda h: np.savez(h, W=np.stack(self._evolution)))
+        epoch = np.array(float(metrics["epoch"]))  # float: the guarded reader reads floating-point arrays only
         with open(self.path / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(metrics) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+        _atomic_write(self.path / "weights.npz", lambda h: np.savez(h, W=W.astype(np.float32),
+                                                                  b=b.astype(np.float32), epoch=epoch))
+        _atomic_write(self.path / "evolution.npz", lambda h: np.savez(h, W=np.stack(self._evolution)))
 
     def start(self) -> None:
         """Mark a queued run as running (written by the process that owns the job)."""
@@ -445,6 +449,7 @@ def _read(path: Path, steps: bool) -> RunInfo:
         raise RunError("status.json says completed, but metrics.jsonl has no finished epoch")
     if metrics:
         _check_weights(path / "weights.npz")
+        metrics = metrics[:_weights_epoch(path / "weights.npz", len(metrics))]
     config = TrainConfig.from_dict(_field(meta, "config.json", "config", dict))
     created = _field(meta, "config.json", "created", float)
     if not 0 <= created <= LATEST_CREATED:
@@ -545,6 +550,19 @@ def _check_weights(path: Path) -> None:
         raise RunError("weights.npz is missing") from None
     if shapes["W"] != (PIXELS, CLASSES) or shapes["b"] != (CLASSES,):
         raise RunError(f"weights.npz has W {shapes['W']} and b {shapes['b']}, expected (784, 10) and (10,)")
+
+
+def _weights_epoch(path: Path, recorded: int) -> int:
+    """The epoch the weights are from, when a crash left metrics.jsonl one epoch ahead of them.
+
+    Weights written before that epoch marker existed (an int array, refused by the float-only
+    reader) count as ``recorded``: they were written in the other order, never behind.
+    """
+    try:
+        epoch = float(safe_read.read_npz(path, {"epoch": ()}, WEIGHTS_LIMIT)["epoch"])
+    except FileRefused:
+        return recorded
+    return int(epoch) if epoch == int(epoch) and 1 <= epoch < recorded else recorded
 
 
 def _alive(state: dict) -> bool:

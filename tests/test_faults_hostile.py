@@ -416,7 +416,7 @@ def test_bad_sweep_values_print_one_line_and_load_no_tensorflow(tmp_path):
 
 
 def digit_image(data, index: int = 0) -> np.ndarray:
-    return data.test_x[index].reshape(28, 28)
+    return data.images("test", index).reshape(28, 28)
 
 
 def test_a_16_bit_png_reads_like_its_8_bit_twin(tmp_path, data):

@@ -325,3 +325,17 @@ def test_hostile_run_ids_are_refused_and_nothing_outside_is_touched(tmp_path, tr
         with pytest.raises(RunError, match="invalid run id"):
             action(run_id)
     assert victim.is_dir() and fingerprint(tmp_path) == before
+
+
+def test_a_crash_between_the_metrics_line_and_the_weights_keeps_the_two_in_agreement(tmp_path, trained_run, data):
+    """kill -9 after epoch 3's metrics line but before its weights: the run reads as 2 epochs, as its weights."""
+    run = copy_run(trained_run, tmp_path, "20260101-000000-abcdef")
+    store = RunStore(tmp_path)
+    before = store.get(run.name)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    torn = json.loads(lines[-1]) | {"epoch": len(lines) + 1}
+    (run / "metrics.jsonl").write_text("\n".join(lines + [json.dumps(torn)]) + "\n")
+    after = RunStore(tmp_path).get(run.name)
+    assert after.status == before.status and after.epochs_completed == before.epochs_completed
+    assert saved_epoch(store, run.name) == after.epochs_completed
+    assert_weights_are_those_of_the_last_epoch(store, run.name, data)
