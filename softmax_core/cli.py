@@ -8,7 +8,6 @@ met while working (a full disk, a folder gone) exits 1 with one line.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import os
@@ -18,11 +17,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .analysis import confusion_matrix, per_class_accuracy
-from .config import MAX_EPOCHS, OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
+from .analysis import confusion_matrix, per_class_accuracy, predictions
+from .config import MAX_EPOCHS, SETTINGS, ConfigError, TrainConfig
 from .model import predict_proba
 from .data import DataError, Mnist, load_mnist
 from .jobs import JobSnapshot
+from .sweeps import AXES, best_run, run_sweep, sweep_configs
 from .runs import RunError, RunInfo, RunStore, failure_reason
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -32,20 +32,19 @@ class UsageError(Exception):
     """Bad input from the command line: printed as one line, exit status 2."""
 
 
-SWEEPABLE = (("--learning-rate", float), ("--batch-size", int), ("--epochs", int), ("--optimizer", str))
-FIXED = (("--seed", int), ("--schedule", str), ("--l2", float), ("--init", str))
-HELP = {"--optimizer": f"one of {', '.join(OPTIMIZERS)}", "--schedule": f"one of {', '.join(SCHEDULES)}",
-        "--init": "zeros (the tutorial) or random"}
+FIXED = tuple(name for name in SETTINGS if name not in AXES)
+"""Settings a sweep holds fixed; it takes a list of values for each of sweeps.AXES."""
 
 
-def _add_settings(parser: argparse.ArgumentParser, options, many: bool) -> None:
-    """TrainConfig's settings as flags; with ``many``, each takes a list of values to sweep."""
+def _add_settings(parser: argparse.ArgumentParser, names: Sequence[str], many: bool) -> None:
+    """TrainConfig's settings as flags (from config.SETTINGS); with ``many``, each takes a list to sweep."""
     defaults = TrainConfig()
-    for flag, kind in options:
-        default = getattr(defaults, flag[2:].replace("-", "_"))
-        help_text = HELP.get(flag, "") + f" (default {default})"
-        parser.add_argument(flag, type=kind, nargs="+" if many else None,
-                            default=[default] if many else default, help=help_text.strip())
+    for name in names:
+        setting, default = SETTINGS[name], getattr(defaults, name)
+        choices = f"; one of {', '.join(setting.choices)}" if setting.choices else ""
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=setting.kind, nargs="+" if many else None,
+                            default=[default] if many else default,
+                            help=f"{setting.help}{choices} (default {default})")
 
 
 class Parser(argparse.ArgumentParser):
@@ -63,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     train = commands.add_parser("train", help="train a softmax regression and save it as a run")
-    _add_settings(train, SWEEPABLE + FIXED, many=False)
+    _add_settings(train, tuple(SETTINGS), many=False)
 
     evaluate = commands.add_parser("evaluate", help="test accuracy, per-class accuracy and confusion matrix of a run")
     evaluate.add_argument("run")
@@ -73,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("runs", help="list saved runs with status and final metrics")
 
     sweep = commands.add_parser("sweep", help="train every combination of the values given, one run each")
-    _add_settings(sweep, SWEEPABLE, many=True)
+    _add_settings(sweep, AXES, many=True)
     _add_settings(sweep, FIXED, many=False)
 
     tune = commands.add_parser("tune", help="search settings with Optuna on validation accuracy; each trial a run")
@@ -159,9 +158,7 @@ def _finite(value):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    config = TrainConfig(learning_rate=args.learning_rate, batch_size=args.batch_size, epochs=args.epochs,
-                         seed=args.seed, optimizer=args.optimizer, schedule=args.schedule, l2=args.l2,
-                         init=args.init)
+    config = TrainConfig.from_dict({name: getattr(args, name) for name in SETTINGS})
     store = _store(args, writing=True)
     data = _data(args)
     from .record import record_run  # TensorFlow loads only once settings and data are known good
@@ -277,9 +274,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _readable_run(store, args.run)
     W, b = store.load_weights(args.run)
     data = _data(args)
-    matrix = confusion_matrix(data.test_y, (data.images("test") @ W + b).argmax(axis=1))
+    verdict = predictions(predict_proba(W, b, data.images("test")), data.test_y)
+    matrix = confusion_matrix(verdict.labels, verdict.guesses)
     per_class = per_class_accuracy(matrix)
-    accuracy = float(matrix.trace() / matrix.sum())
+    accuracy = verdict.accuracy
     payload = {"run_id": args.run, "test_accuracy": accuracy, "per_class_accuracy": per_class.round(4).tolist(),
                "confusion_matrix": matrix.tolist()}
     rows = [f"run {args.run}: test accuracy {accuracy:.2%} on {matrix.sum()} images",
@@ -341,16 +339,11 @@ def _run_line(run: RunInfo) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    base = TrainConfig(seed=args.seed, schedule=args.schedule, l2=args.l2, init=args.init)
-    grid = {"learning_rate": args.learning_rate, "batch_size": args.batch_size, "epochs": args.epochs,
-            "optimizer": args.optimizer}
-    for combination in itertools.product(*grid.values()):  # every value checked before TensorFlow loads
-        TrainConfig.from_dict({**base.to_dict(), **dict(zip(grid, combination))})
+    base = TrainConfig.from_dict({name: getattr(args, name) for name in FIXED})
+    grid = {axis: getattr(args, axis) for axis in AXES}
+    total = len(sweep_configs(base, grid))  # every value checked before TensorFlow loads
     store = _store(args, writing=True)
     data = _data(args)
-    from .sweeps import run_sweep, sweep_configs  # sweeps run TrainingJobs: TensorFlow
-
-    total = len(sweep_configs(base, grid))
     done: list[RunInfo] = []
 
     def report(run: RunInfo) -> None:
@@ -363,8 +356,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         stop.set()
         runs = done
-    scored = [r for r in runs if r.final]
-    best = max(scored, key=lambda r: r.final["validation_accuracy"], default=None)
+    best = best_run(runs)
     payload = {"sweep": runs[0].sweep if runs else None, "runs": [_run_summary(r) for r in runs],
                "best": _run_summary(best) if best else None}
     text = "no finished run" if best is None else (

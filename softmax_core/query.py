@@ -7,13 +7,11 @@ form entry is: a ``ConfigError`` that names the field.
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Mapping
 
-from .config import ConfigError, TrainConfig
+from .config import SETTINGS, ConfigError, TrainConfig
 
-_TYPES = {f.name: f.type for f in fields(TrainConfig)}
-PARAMS = tuple(_TYPES)
+PARAMS = tuple(SETTINGS)
 """The query parameters that carry settings; any other (e.g. ``run``) is left alone."""
 
 
@@ -33,11 +31,11 @@ def settings_from_query(params: Mapping[str, str]) -> dict[str, object]:
         if name not in params:
             continue
         text = str(params[name]).strip()
-        kind = _TYPES[name]
+        kind = SETTINGS[name].kind
         try:
-            settings[name] = float(text) if kind == "float" else int(text) if kind == "int" else text
+            settings[name] = kind(text)
         except ValueError:
-            raise ConfigError(name, f"{text!r} is not a {'whole ' if kind == 'int' else ''}number") from None
+            raise ConfigError(name, f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
     return settings
 
 
