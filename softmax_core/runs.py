@@ -2,7 +2,7 @@
 
 A run folder holds ``config.json``, ``status.json``, ``metrics.jsonl`` (one line per finished
 epoch, flushed as it happens), ``weights.npz`` (W and b of the last finished epoch) and
-``evolution.npz`` (W after each epoch, float16). Weights are written to a temporary file and
+``evolution.npz`` (W after each epoch, float16, and b after each epoch). Weights are written to a temporary file and
 renamed, and are read with ``allow_pickle=False``, so a crash or a hostile file costs one run,
 never the store.
 """
@@ -166,6 +166,7 @@ class RunWriter:
         self.path = path
         self._status: dict[str, Any] = json.loads((path / "status.json").read_text())
         self._evolution: list[np.ndarray] = []
+        self._biases: list[np.ndarray] = []
 
     @property
     def run_id(self) -> str:
@@ -174,10 +175,12 @@ class RunWriter:
     def record_epoch(self, metrics: dict, W: np.ndarray, b: np.ndarray) -> None:
         """Save the weights, then append the metrics line: metrics never outrun weights."""
         self._evolution.append(W.astype(np.float16))
+        self._biases.append(b.astype(np.float32))
         epoch = np.array(metrics["epoch"])
         _atomic_write(self.path / "weights.npz", lambda h: np.savez(h, W=W.astype(np.float32),
                                                                   b=b.astype(np.float32), epoch=epoch))
-        _atomic_write(self.path / "evolution.npz", lambda h: np.savez(h, W=np.stack(self._evolution)))
+        _atomic_write(self.path / "evolution.npz", lambda h: np.savez(h, W=np.stack(self._evolution),
+                                                                    b=np.stack(self._biases)))
         with open(self.path / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(metrics) + "\n")
             handle.flush()
