@@ -50,14 +50,9 @@ with evolution_tab:
     except RunError as exc:
         st.info(f"This run kept no per-epoch weights ({exc}).", icon=":material/history:")
         st.stop()
-    epochs = len(stack)
-    if epochs > 1:
-        epoch = st.slider("Epoch", 1, epochs, epochs, key="weights_epoch",
-                          help="Show the templates as they stood after this epoch; ▶ Play runs through all of them.")
-    else:
-        epoch = 1
+    if len(stack) == 1:
         st.caption("This run trained a single epoch: there is one snapshot to show.")
-    st.plotly_chart(weight_evolution(stack, start=epoch - 1), theme=None, key="weights_evolution",
+    st.plotly_chart(weight_evolution(stack, start=len(stack) - 1), theme=None, key="weights_evolution",
                     config={"displayModeBar": False})  # the toolbar would cover Play
     st.caption("One colour scale spans every epoch, so the templates visibly sharpen and strengthen "
                "as training goes on.")
