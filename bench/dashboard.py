@@ -41,7 +41,7 @@ CHART_PROBES = """
 const CHARTS = '.js-plotly-plot, .vega-embed';
 const epochPoints = root => Math.max(0, ...[...root.querySelectorAll(CHARTS)].map(chart => chart.data
   ? Math.max(0, ...chart.data.filter(t => (t.mode || '').includes('markers')).map(t => (t.x || []).length))
-  : Math.round(chart.querySelectorAll('g.mark-symbol path').length / 3)));
+  : Math.round(chart.querySelectorAll('g.mark-symbol.role-mark path').length / 3)));
 """
 """Plotly charts (before issue 11) and Vega-Lite charts (after) alike: the charts, and the points of
 the longest epoch curve (Plotly: a trace with markers; Vega: symbols of three curves)."""

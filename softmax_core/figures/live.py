@@ -61,6 +61,7 @@ def curve_spec(quantity: str, height: int) -> dict:
                       "legend": {"orient": "top", "direction": "horizontal"}},
             "strokeDash": {"field": "series", "type": "nominal", "legend": None,
                            "scale": {"domain": names, "range": [dash for _, _, dash in SPLITS]}},
+            "description": {"field": "series", "type": "nominal"},  # each point's aria label: its curve
             "tooltip": [{"field": "series", "title": "curve"}, {"field": "epoch", "title": EPOCH_AXIS},
                         {"field": "value", "title": "value", "format": ".4~f"}],
         },
