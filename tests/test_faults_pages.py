@@ -20,7 +20,8 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from apptest import PROJECT, WAIT, open_page
+from apptest import PROJECT, WAIT, curve_epochs, open_page
+from softmax_core.figures.curves import ACCURACY_AXIS, LOSS_AXIS
 
 from softmax_core.config import TrainConfig
 from softmax_core.data import FILES, Mnist
@@ -179,10 +180,8 @@ def test_a_late_diverged_run_shows_a_warning_and_curves_that_stop_there(mnist: M
     at = open_page("pages/train.py", run=run_id)
     [warning] = texts(at.warning)
     assert "Training diverged" in warning and f"in epoch {run.epochs_completed + 1}" in warning
-    for chart in at.get("plotly_chart"):
-        for trace in json.loads(chart.proto.spec)["data"]:
-            if trace.get("name") in ("train loss", "test loss", "test accuracy"):
-                assert trace["x"] == list(range(1, run.epochs_completed + 1))
+    for axis, trace in ((LOSS_AXIS, "train loss"), (LOSS_AXIS, "test loss"), (ACCURACY_AXIS, "test accuracy")):
+        assert curve_epochs(at, axis, trace) == list(range(1, run.epochs_completed + 1))
     [table] = [d.value for d in open_page("pages/runs.py").dataframe if "Status" in d.value.columns]
     assert list(table["Status"]) == ["⚠ diverged"]
 
@@ -200,7 +199,7 @@ def test_a_link_with_a_run_id_outside_the_store_is_refused(source_run, runs_dir,
              for e in kind]
     assert not any(outside.name in text for text in shown)
     if page_file == "pages/train.py":
-        assert not at.get("plotly_chart"), "the outside run's curves must not be drawn"
+        assert not at.get("plotly_chart") and not at.get("vega_lite_chart"), "the outside run's curves must not be drawn"
     elif page_file != "pages/runs.py":
         picker = {"pages/weights.py": "weights_run", "pages/draw.py": "draw_run", "pages/errors.py": "errors_run"}[page_file]
         assert at.selectbox(key=picker).value == inside
