@@ -21,11 +21,12 @@ from softmax_core.runs import RunError
 LOSS_SPEC = curve_spec("loss", 300)
 ACCURACY_SPEC = curve_spec("accuracy", 260)
 ANSWERS_SPEC = {
-    "height": 230,
+    "height": 250,
+    "width": "container",
     "mark": {"type": "rect", "tooltip": True},
     "encoding": {
-        "x": {"field": "epoch", "type": "ordinal", "title": "after epoch", "axis": {"labelAngle": 0}},
-        "y": {"field": "digit", "type": "ordinal", "title": "digit"},
+        "x": {"field": "epoch", "type": "ordinal", "title": "after epoch", "axis": {"labelAngle": 0, "labelOverlap": True}},
+        "y": {"field": "digit", "type": "ordinal", "title": "digit", "axis": {"labelOverlap": False}},
         "color": {"field": "probability", "type": "quantitative", "title": "probability",
                   "scale": {"domain": [0, 1], "scheme": "purples"}, "legend": {"format": ".0%"}},
         "tooltip": [{"field": "epoch", "title": "after epoch"}, {"field": "digit"},

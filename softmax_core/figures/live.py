@@ -58,7 +58,8 @@ def curve_spec(quantity: str, height: int) -> dict:
             "x": x, "y": y,
             "color": {"field": "series", "type": "nominal", "title": None,
                       "scale": {"domain": names, "range": [colour for _, colour, _ in SPLITS]},
-                      "legend": {"orient": "top", "direction": "horizontal"}},
+                      "legend": {"orient": "top", "direction": "horizontal", "symbolType": "circle",
+                                 "symbolStrokeWidth": 0}},
             "strokeDash": {"field": "series", "type": "nominal", "legend": None,
                            "scale": {"domain": names, "range": [dash for _, _, dash in SPLITS]}},
             "description": {"field": "series", "type": "nominal"},  # each point's aria label: its curve
