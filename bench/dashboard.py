@@ -62,8 +62,8 @@ MARKS_JS = """() => {""" + CHART_PROBES + """
 }"""
 """Records, on the page's clock every 20 ms, when each stage is first seen after the click:
 the progress bar, a Plotly chart mounted, epoch 1's numbers (a dash before), a point on a curve."""
-PAGE_POLL_SECONDS = 0.5
-"""pages/train.py redraws its live run every half second (its POLL_SECONDS)."""
+PAGE_POLL_SECONDS = 1.0
+"""pages/train.py redraws its curves every second (its RESULTS_POLL_SECONDS); progress every half second."""
 HEALTH_TIMEOUT = 120.0
 PAGE_TIMEOUT_MS = 120_000
 LATENCY_TRIES = 4

@@ -20,7 +20,9 @@ from softmax_core.runs import RunError, RunInfo, check_run_id
 
 RUN_KEY = "train_run"
 """The run id this browser session started last, shown when the URL names no run."""
-POLL_SECONDS = 0.5
+STATUS_POLL_SECONDS = 0.5
+RESULTS_POLL_SECONDS = 1.0
+"""Results change once an epoch (0.3 s or more); a second's delay is the price of a quieter browser."""
 LEARNING_RATES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 L2_PENALTIES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
 
@@ -116,20 +118,21 @@ def progress_bar(progress: float, epochs: int, elapsed: float, eta: float | None
     st.progress(min(progress, 1.0), text=f"Epoch {epoch} of {epochs}{to_go} · {elapsed:.1f} s{left}")
 
 
-@st.fragment(run_every=POLL_SECONDS)
-def live_run(run_id: str) -> None:
-    """Redrawn every half second from the job service while the run waits or trains, in any session,
-    and once it ends, as its result (polling on, which then costs the browser nothing).
+@st.fragment(run_every=STATUS_POLL_SECONDS)
+def live_status(run_id: str) -> None:
+    """Progress, Stop and a caption, every half second from the job service, in any session; once
+    the run ends, its outcome and links in the same places (polling on, which then changes nothing).
 
-    The elements are the same on every redraw and as the finished run (see ``pages.live_view``),
-    so they update in place: a poll between epochs sends nothing new to the browser. Stop's
-    callback runs before this rerun, so "Stopping" shows in the very next redraw.
+    Stop's callback runs before this rerun, so "Stopping" shows in the very next redraw.
     """
     snap = job_service().snapshot(run_id)
     if snap is None:
         st.rerun()  # the service forgot the run: the whole page shows it from the store
     if snap.done:
-        finished_job(snap)  # here, not after a full rerun, which would remount every element
+        outcome(snap.status, snap.message, snap.history, snap.elapsed)
+        if snap.history:
+            run_links(run_id)
+            st.caption("Final epoch; changes are since epoch 1.")
         return
     if snap.status == "queued":
         why = ("the training process is starting (TensorFlow loads once per server)" if job_service().warming
@@ -148,9 +151,17 @@ def live_run(run_id: str) -> None:
     else:
         st.caption(f"Training {snap.config.label()}; the curves gain a point as each epoch ends "
                    "(changes are since the epoch before).")
-    metric_row(snap.history, live=True)
-    curves(run_id, snap.history)
-    watch_it_learn(run_id, len(snap.history))
+
+
+@st.fragment(run_every=RESULTS_POLL_SECONDS)
+def live_results(run_id: str) -> None:
+    """Numbers, curves and templates, polled apart from the status and less often: they change once
+    an epoch, and every element keeps its place (see ``pages.live_view``), so a poll between epochs
+    sends the browser nothing new."""
+    snap = job_service().snapshot(run_id)
+    if snap is None or (snap.done and not snap.history):
+        return
+    run_details(run_id, snap.history, live=not snap.done)
 
 
 def outcome(status: str, message: str, history: list, seconds: float | None) -> None:
@@ -218,9 +229,14 @@ def run_result(run_id: str, status: str, message: str, history: list, seconds: f
     if history:
         run_links(run_id)
         st.caption(caption)
-        metric_row(history)
-        curves(run_id, history)
-        watch_it_learn(run_id, len(history))
+        run_details(run_id, history)
+
+
+def run_details(run_id: str, history: list, live: bool = False) -> None:
+    """The metric cards, the curves and Watch it learn: the same elements live and finished."""
+    metric_row(history, live=live)
+    curves(run_id, history)
+    watch_it_learn(run_id, len(history))
 
 
 def stored_run(run_id: str | None) -> RunInfo | None:
@@ -258,7 +274,8 @@ def main() -> None:
             if snap.done:
                 finished_job(snap)
             else:
-                live_run(snap.run_id)
+                live_status(snap.run_id)
+                live_results(snap.run_id)
         elif saved is not None:
             saved_run(saved)
         elif wanted is not None:

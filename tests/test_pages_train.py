@@ -150,7 +150,7 @@ def test_a_link_fills_the_form(mnist: Mnist, runs_dir: Path) -> None:
 def test_a_reload_shows_the_run_from_the_store(mnist: Mnist, runs_dir: Path) -> None:
     run_id, _, _ = record_run(RunStore(runs_dir), TrainConfig(epochs=2), mnist)
     at = open_page("pages/train.py", run=run_id)
-    assert trace_epochs(at, "Loss", "test loss") == [1, 2]
+    assert curve_epochs(at, LOSS_AXIS, "test loss") == [1, 2]
     assert any("test accuracy" in s.value for s in at.success)
 
 
