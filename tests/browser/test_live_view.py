@@ -7,6 +7,8 @@ No assertion is on time: each test waits for the text or element it expects, and
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -52,9 +54,12 @@ def test_charts_stay_mounted_and_height_holds_to_the_end(new_page, report_figure
 
 
 def test_stop_shows_stopping_then_stopped(new_page, report_figure) -> None:
+    """Also: after the first epoch the progress says how many epochs remain and the time left."""
     page = new_page("train?batch_size=10&epochs=200")
     page.get_by_role("button", name="Start training").click()
     wait_for_points(page, LOSS_CHART, TRAIN_LOSS)
+    progress = page.locator('[data-testid="stProgress"]')
+    expect(progress).to_contain_text(re.compile(r"Epoch \d+ of 200 · \d+ more to go · .* left"))
     save_screenshot(page, "train-live-watch", settle=False)
     started = page.evaluate("() => performance.now()")
     page.get_by_role("button", name="Stop", exact=True).click()
