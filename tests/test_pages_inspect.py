@@ -139,8 +139,9 @@ def test_draw_page_reads_a_real_test_digit(run_id: str, runs_dir: Path, mnist: M
     assert [m["layout"]["title"]["text"].split(":")[0] for m in maps][0] == "Evidence for 7"
     table = at.dataframe[0].value
     table = getattr(table, "data", table)  # a Styler keeps the frame in .data
-    np.testing.assert_allclose(table.iloc[:, 1] + table.iloc[:, 2], table.iloc[:, 3], atol=1e-5)
-    np.testing.assert_allclose(table.iloc[:, 4], proba, rtol=1e-5)
+    np.testing.assert_allclose(table["evidence (Σ ink × weight)"] + table["bias"], table["logit"], atol=1e-5)
+    np.testing.assert_allclose(table["probability"], proba, rtol=1e-5)
+    assert list(table.columns[:2]) == ["digit", "probability"]  # in view on a narrow screen
 
 
 def test_draw_page_compares_a_picked_digit(run_id: str, mnist: Mnist) -> None:
@@ -188,7 +189,8 @@ def test_errors_page_confusion_matrix_and_gallery(run_id: str, runs_dir: Path, m
     matrix = confusion_matrix(scored.labels, scored.guesses)
     assert at.metric[0].value == f"{scored.accuracy:.2%}"
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    (matrix_figure,) = [spec for spec in specs if spec["data"][-1]["type"] == "scatter"]
+    (matrix_figure,) = [spec for spec in specs if spec["layout"].get("xaxis", {}).get("title", {}).get("text")
+                        == "Guessed digit"]
     labels = [int(t) for t in matrix_figure["data"][-1]["text"]]
     assert labels == matrix.ravel().tolist()
     assert matrix.sum(axis=1).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
