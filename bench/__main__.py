@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         figures["canvas"] = (canvas.canvas_latency(args.canvas_calls) if args.in_process
                              else run_child("bench.canvas", ["--calls", str(args.canvas_calls)], child_env()))
         figures["browser"] = dashboard.skipped("--skip-browser") if args.skip_browser else dashboard.start_latency(log)
+        figures["live_view"] = dashboard.skipped("--skip-browser") if args.skip_browser else dashboard.live_view(log)
         figures["memory"] = dashboard.skipped("--skip-memory") if args.skip_memory else memory(log)
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from softmax_core.analysis import evidence, logit_parts
+from softmax_core.analysis import digit_doubts, evidence, logit_parts, reference_digits
 from softmax_core.config import TrainConfig
 from softmax_core.figures.digits import digit_image, evidence_map, probability_bars
 from softmax_core.model import predict_proba
-from softmax_core.preprocess import canvas_to_mnist
+from softmax_core.preprocess import canvas_to_mnist, ink_extent
 from pages.run_arrays import weights
-from pages.session import job_service, literal, page_header, pick_run, run_store
+from pages.session import DRAWING_KEY, job_service, literal, mnist, page_header, pick_run, run_store
 
 CANVAS_KEY = "draw_canvas_key"  # holds the canvas widget's current key; Clear moves it to a fresh one
 JOB_KEY = "draw_training_run"
@@ -31,6 +31,28 @@ def clear_canvas() -> None:
     """A new widget key gives an empty canvas (the component has no clear call from Python)."""
     count = int(st.session_state[CANVAS_KEY].rsplit("_", 1)[1]) + 1
     st.session_state[CANVAS_KEY] = f"draw_canvas_{count}"
+
+
+@st.cache_resource(show_spinner=False)
+def references() -> np.ndarray:
+    """10,000 real training digits, to tell a drawing that looks like none of them."""
+    return reference_digits(mnist().train_x)
+
+
+SUM_TO_ONE = ("A softmax has no \"none of these\" answer: it turns ten scores into ten shares of 100%, so "
+              "the bars always sum to 1 and one of them wins, whatever was drawn.")
+
+
+def answer(proba: np.ndarray, doubts: list[str]) -> None:
+    """The top guess, or why the drawing is not taken for a digit; then all ten probabilities."""
+    top = int(proba.argmax())
+    if doubts:
+        st.warning("**This does not look like a digit**, so the answer below means little: "
+                   + "; ".join(doubts) + ".", icon=":material/help:")
+    else:
+        st.metric("Top guess", top, f"{proba[top]:.1%} confidence", delta_color="violet", delta_arrow="off")
+    st.plotly_chart(probability_bars(proba), theme=None, key="draw_proba", config={"displayModeBar": False})
+    st.caption(SUM_TO_ONE)
 
 
 def offer_training() -> None:
@@ -69,8 +91,8 @@ if run is None:
 W, b = weights(run)
 st.session_state.setdefault(CANVAS_KEY, "draw_canvas_0")
 
-canvas_column, seen_column, answer_column = st.columns([1.35, 1, 1.55], gap="medium")
-with canvas_column:
+canvas_column, answer_column, seen_column = st.columns([1.35, 1.55, 1], gap="medium")
+with canvas_column:  # the answer column comes next, so on a phone it sits right under the canvas
     st.subheader("Your digit", anchor=False)
     from streamlit_drawable_canvas import st_canvas  # raises outside a running script
 
@@ -81,23 +103,26 @@ with canvas_column:
 
 rgba = drawing.image_data
 image = canvas_to_mnist(rgba) if rgba is not None else None
-
-with seen_column:
-    st.subheader("What the model sees", anchor=False)
-    seen = np.zeros((28, 28), np.float32) if image is None else image
-    st.plotly_chart(digit_image(seen), theme=None, key="draw_seen", config={"displayModeBar": False})
-    st.caption("Nothing drawn yet." if image is None else "28x28, as the model gets it: 784 inputs in [0, 1].")
+if image is not None:
+    st.session_state[DRAWING_KEY] = image  # the Train page scores it with every epoch of a run
 
 with answer_column:
     st.subheader("What it answers", anchor=False)
     if image is None:
         st.markdown("#### Draw a digit")
         st.caption("Draw on the black square; the probabilities of all ten digits appear when you lift the pen.")
-        st.stop()
-    proba = predict_proba(W, b, image)[0]
-    top = int(proba.argmax())
-    st.metric("Top guess", top, f"{proba[top]:.1%} confidence", delta_color="violet", delta_arrow="off")
-    st.plotly_chart(probability_bars(proba), theme=None, key="draw_proba", config={"displayModeBar": False})
+    else:
+        proba = predict_proba(W, b, image)[0]
+        top = int(proba.argmax())
+        answer(proba, digit_doubts(image, ink_extent(rgba), references()))
+
+with seen_column:
+    st.subheader("What the model sees", anchor=False)
+    seen = np.zeros((28, 28), np.float32) if image is None else image
+    st.plotly_chart(digit_image(seen), theme=None, key="draw_seen", config={"displayModeBar": False})
+    st.caption("Nothing drawn yet." if image is None else "28x28, as the model gets it: 784 inputs in [0, 1].")
+if image is None:
+    st.stop()
 
 st.divider()
 st.subheader("Why: the evidence of each pixel", anchor=False)
@@ -115,12 +140,12 @@ other_map.plotly_chart(evidence_map(image, W, other, limit), theme=None, key="dr
                        config={"displayModeBar": False})
 
 parts = logit_parts(image, W, b)
-table = pd.DataFrame({
+table = pd.DataFrame({  # probability next to the digit, so a narrow screen keeps it in view
     "digit": np.arange(10),
+    "probability": proba,
+    "logit": parts.logits,
     "evidence (Σ ink × weight)": parts.evidence,
     "bias": parts.bias,
-    "logit": parts.logits,
-    "probability": proba,
 })
 st.dataframe(
     table.style.apply(lambda row: ["background-color: #ede9fe; font-weight: 600" if row["digit"] == top else ""

@@ -28,40 +28,37 @@ OVERLAY_METRICS = ("test_accuracy", "validation_accuracy", "test_loss", "train_l
 
 
 def table_row(run: RunInfo) -> dict:
-    """One run as a table row: settings, status, final metrics, duration."""
+    """One run as a table row: id, status, final accuracy, settings in one column, duration.
+
+    The settings share one column (``TrainConfig.label``) so the table fits the page.
+    """
     config, final = run.config, run.final
     return {
+        "Run id": run.run_id,
         "Started": dt.datetime.fromtimestamp(run.created) if run.created else None,
         "Status": STATUS_MARKS.get(run.status, run.status),
         "Test acc.": final["test_accuracy"] * 100 if final else None,
         "Val. acc.": final["validation_accuracy"] * 100 if final else None,
-        "Test loss": final.get("test_loss"),
-        "Optimizer": config.optimizer if config else None,
-        "Learning rate": config.learning_rate if config else None,
-        "Batch": config.batch_size if config else None,
+        "Settings": config.label() if config else None,
         "Epochs": f"{run.epochs_completed} / {config.epochs}" if config else None,
-        "Schedule": config.schedule if config else None,
-        "L2": config.l2 if config else None,
         "Duration": run.duration,
         "Sweep": run.sweep.removeprefix("sweep-") if run.sweep else "",
-        "Run id": run.run_id,
     }
 
 
 COLUMNS = {
+    "Run id": st.column_config.TextColumn(pinned=True, width="medium"),
     "Started": st.column_config.DatetimeColumn(format="D MMM, HH:mm:ss"),
-    "Learning rate": st.column_config.NumberColumn(format="%g"),
-    "L2": st.column_config.NumberColumn(format="%g"),
     "Test acc.": st.column_config.NumberColumn(format="%.2f%%", help="Test accuracy after the last finished epoch"),
     "Val. acc.": st.column_config.NumberColumn(format="%.2f%%", help="Validation accuracy, same epoch"),
-    "Test loss": st.column_config.NumberColumn(format="%.4f", help="Cross-entropy in nats"),
+    "Settings": st.column_config.TextColumn(width="large", help="Optimizer, learning rate, batch, epochs, extras"),
     "Duration": st.column_config.NumberColumn(format="%.1f s", help="Training time including evaluation"),
 }
 
 
 def runs_table(runs: list[RunInfo]) -> None:
     st.dataframe([table_row(r) for r in runs], hide_index=True, column_config=COLUMNS, placeholder="–",
-                 key="runs_table")
+                 key="runs_table", width="stretch")
     broken = [r for r in runs if r.status == "unreadable"]
     if broken:
         st.warning(f"{len(broken)} run folder{'s' * (len(broken) != 1)} cannot be read; the reasons:",
@@ -152,6 +149,32 @@ def export_buttons(store: RunStore, run: RunInfo) -> None:
                "the script retrains this run with TensorFlow and NumPy alone.")
 
 
+def delete_several(store: RunStore, runs: list[RunInfo]) -> None:
+    """Pick any number of finished runs and delete them together, after one confirmation."""
+    busy = {j.run_id for j in job_service().active()}
+    deletable = [r.run_id for r in runs if r.status not in ("running", "queued") and r.run_id not in busy]
+    chosen = st.multiselect("Delete several runs", deletable, key="runs_delete_many",
+                            help="Runs still training are not offered: stop them first.",
+                            placeholder="Choose runs to delete")
+    if not chosen:
+        return
+    if not st.toggle(f"Yes, delete these {len(chosen)} run{'s' * (len(chosen) != 1)} and all their files",
+                     key="runs_delete_many_confirm"):
+        return
+    if st.button(f"Delete {len(chosen)} run{'s' * (len(chosen) != 1)}", type="primary", icon=":material/delete:",
+                 key="runs_delete_many_go"):
+        for run_id in chosen:
+            try:
+                store.delete(run_id)
+            except RunError as exc:
+                st.error(f"Not deleted: {literal(exc)}", icon=":material/block:")
+                return
+        for key in ("runs_delete_many", "runs_delete_many_confirm"):
+            st.session_state.pop(key, None)
+        st.toast(f"Deleted {len(chosen)} run{'s' * (len(chosen) != 1)}", icon=":material/delete:")
+        st.rerun()
+
+
 def confirm_delete(store: RunStore, run: RunInfo) -> None:
     with st.container(border=True):
         st.warning(f"Delete run `{run.run_id}` and all its files? This cannot be undone.", icon=":material/delete:")
@@ -186,6 +209,7 @@ def main() -> None:
     runs_table(runs)
     compare(runs)
     manage(store, runs)
+    delete_several(store, runs)
 
 
 main()

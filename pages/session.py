@@ -22,6 +22,11 @@ from softmax_core.runs import RunError, RunInfo, RunStore, check_run_id, default
 TRAIN_PAGE = "pages/train.py"
 RUN_PARAM = "run"
 """The query parameter that names the run a page shows, so links and reloads keep it."""
+OPTIMIZER_NAMES = {"sgd": "SGD (the tutorial's)", "momentum": "SGD + momentum 0.9", "adam": "Adam"}
+SCHEDULE_NAMES = {"constant": "constant", "cosine": "cosine decay to 0"}
+"""How the Train and Sweep pages name the settings' choices."""
+DRAWING_KEY = "drawn_digit"
+"""The last digit drawn on Draw (28x28, as the model sees it); Train scores it with every epoch."""
 
 
 @st.cache_resource(show_spinner="Loading MNIST …")

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.session import job_service, literal, mnist, page_header, run_store
+from pages.session import OPTIMIZER_NAMES, SCHEDULE_NAMES, job_service, literal, mnist, page_header, run_store
 from softmax_core.config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
 from softmax_core.figures.curves import METRICS, runs_overlay, sweep_heatmap
 from softmax_core.jobs import JobSnapshot
 from softmax_core.query import to_query
 from softmax_core.runs import RunError, RunInfo
-from softmax_core.sweeps import SELECTION_METRIC, best_run, saved_sweeps, submit_sweep
+from softmax_core.sweeps import MAX_RUNS, SELECTION_METRIC, best_run, saved_sweeps, submit_sweep
 from softmax_core.tune import (best_config, load_study, running_search, start_search, stop_search, study_figures,
                                study_names, summarize)
 
@@ -25,26 +25,39 @@ POLL_SECONDS = 0.5
 LEARNING_RATES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 BATCH_SIZES = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 EPOCHS = (1, 2, 3, 5, 10, 15, 20, 30, 50)
+L2_PENALTIES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
 OVERLAY_METRICS = ("validation_loss", "test_loss", "train_loss", "validation_accuracy")
 
 
 def grid_form() -> tuple[TrainConfig, dict[str, list]] | None:
-    """The grid and the fixed settings; returned when Start is pressed."""
+    """The grid and the fixed settings; returned when Start is pressed.
+
+    No ``st.form``: each choice reruns the page, so the run count under the grid is always current.
+    """
     defaults = TrainConfig()
-    with st.form("sweep_form"):
+    with st.container(border=True):
         rates = st.multiselect("Learning rates", LEARNING_RATES, default=[5e-4, 1e-3, 2e-3, 5e-3],
                                format_func=lambda v: f"{v:g}", key="sweep_learning_rates")
         batches = st.multiselect("Batch sizes", BATCH_SIZES, default=[50, 100, 500], key="sweep_batch_sizes")
         epochs = st.multiselect("Epochs", EPOCHS, default=[10], key="sweep_epochs")
-        optimizers = st.multiselect("Optimizers", OPTIMIZERS, default=[defaults.optimizer], key="sweep_optimizers")
+        optimizers = st.multiselect("Optimizers", OPTIMIZERS, default=[defaults.optimizer], key="sweep_optimizers",
+                                    format_func=OPTIMIZER_NAMES.get)
+        penalties = st.multiselect("L2 penalties", L2_PENALTIES, default=[defaults.l2], key="sweep_l2",
+                                   format_func=lambda v: f"{v:g}", help="Weight decay on W.")
         schedule = st.selectbox("Learning-rate schedule", SCHEDULES, SCHEDULES.index(defaults.schedule),
-                                key="sweep_schedule")
+                                format_func=SCHEDULE_NAMES.get, key="sweep_schedule")
         seed = st.number_input("Seed", 0, 2**31 - 1, defaults.seed, key="sweep_seed")
-        start = st.form_submit_button("Start sweep", type="primary", icon=":material/play_arrow:",
-                                      width="stretch")
+        grid = {"learning_rate": rates, "batch_size": batches, "epochs": epochs, "optimizer": optimizers,
+                "l2": penalties}
+        count = 1
+        for values in grid.values():
+            count *= len(values)
+        st.caption(f"This grid makes **{count} run{'s' * (count != 1)}** "
+                   f"({' x '.join(str(len(v)) for v in grid.values())}); a sweep runs at most {MAX_RUNS}.")
+        start = st.button("Start sweep", type="primary", icon=":material/play_arrow:", width="stretch",
+                          key="sweep_start")
     if not start:
         return None
-    grid = {"learning_rate": rates, "batch_size": batches, "epochs": epochs, "optimizer": optimizers}
     return TrainConfig(seed=seed, schedule=schedule), grid
 
 

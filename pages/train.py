@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.session import RUN_PARAM, job_service, literal, page_header, run_store, running_now
-from softmax_core.config import MAX_EPOCHS, OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
-from softmax_core.data import TRAIN_SIZE
-from softmax_core.figures.curves import accuracy_curves, loss_curves
+from pages.live_view import curves, metric_row, watch_it_learn
+from pages.session import (OPTIMIZER_NAMES, RUN_PARAM, SCHEDULE_NAMES, job_service, literal, page_header, run_store,
+                           running_now)
+from softmax_core.analysis import loss_trouble
+from softmax_core.config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
 from softmax_core.jobs import JobSnapshot
 from softmax_core.query import PARAMS, config_from_query, to_query
 from softmax_core.runs import RunError, RunInfo, check_run_id
 
 RUN_KEY = "train_run"
 """The run id this browser session started last, shown when the URL names no run."""
-POLL_SECONDS = 0.5
+STATUS_POLL_SECONDS = 0.5
+RESULTS_POLL_SECONDS = 1.0
+"""Results change once an epoch (0.3 s or more); a second's delay is the price of a quieter browser."""
 LEARNING_RATES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 L2_PENALTIES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
-OPTIMIZER_NAMES = {"sgd": "SGD (the tutorial's)", "momentum": "SGD + momentum 0.9", "adam": "Adam"}
-SCHEDULE_NAMES = {"constant": "constant", "cosine": "cosine decay to 0"}
 
 
 def link_settings(fallback: TrainConfig) -> tuple[TrainConfig, list[str]]:
@@ -55,10 +56,10 @@ def settings_form(initial: TrainConfig, waiting: int) -> TrainConfig | None:
         rate = st.select_slider("Learning rate", with_choice(LEARNING_RATES, initial.learning_rate),
                                 value=initial.learning_rate, format_func=lambda v: f"{v:g}", key="learning_rate",
                                 help="Step size. Log scale: each notch is about ×2.")
-        batch = st.number_input("Batch size", 1, TRAIN_SIZE, initial.batch_size, step=50, key="batch_size",
+        batch = st.number_input("Batch size", 1, None, initial.batch_size, step=50, key="batch_size",
                                 help="Examples per gradient step (1 to 55,000).")
-        epochs = st.number_input("Epochs", 1, MAX_EPOCHS, initial.epochs, key="epochs",
-                                 help="Passes over the 55,000 training images.")
+        epochs = st.number_input("Epochs", 1, None, initial.epochs, key="epochs",
+                                 help="Passes over the 55,000 training images (up to 500).")
         optimizer = st.selectbox("Optimizer", OPTIMIZERS, OPTIMIZERS.index(initial.optimizer),
                                  format_func=OPTIMIZER_NAMES.get, key="optimizer")
         schedule = st.selectbox("Learning-rate schedule", SCHEDULES, SCHEDULES.index(initial.schedule),
@@ -102,49 +103,37 @@ def url_run_id() -> str | None:
         return None
 
 
+ETA_FROM = 0.25
+"""Estimate time left once a quarter of the first epoch is done (progress streams within an epoch)."""
+
+
+def time_left(seconds: float) -> str:
+    return f"about {seconds:.0f} s left" if seconds < 120 else f"about {seconds / 60:.0f} min left"
+
+
 def progress_bar(progress: float, epochs: int, elapsed: float, eta: float | None) -> None:
     epoch = min(int(progress * epochs) + 1, epochs)
-    left = f" · about {eta:.0f} s left" if eta is not None and progress > 0.02 else ""
-    st.progress(min(progress, 1.0), text=f"Epoch {epoch} of {epochs} in progress · {elapsed:.1f} s{left}")
+    to_go = f" · {epochs - epoch} more to go" if epochs - epoch else " · the last one"
+    left = f" · {time_left(eta)}" if eta is not None and progress * epochs >= ETA_FROM else ""
+    st.progress(min(progress, 1.0), text=f"Epoch {epoch} of {epochs}{to_go} · {elapsed:.1f} s{left}")
 
 
-METRIC_CARDS = (("test_accuracy", "Test accuracy", True), ("validation_accuracy", "Val. accuracy", True),
-                ("test_loss", "Test loss", False), ("train_loss", "Train loss", False))
+@st.fragment(run_every=STATUS_POLL_SECONDS)
+def live_status(run_id: str) -> None:
+    """Progress, Stop and a caption, every half second from the job service, in any session; once
+    the run ends, its outcome and links in the same places (polling on, which then changes nothing).
 
-
-def metric_row(history: list, live: bool = False) -> None:
-    """The latest epoch's numbers with their change: since the last epoch while live, else since epoch 1.
-
-    Always the same elements (a dash before the first epoch), so live redraws replace them in place.
-    """
-    rows = [h if isinstance(h, dict) else h.to_dict() for h in history]
-    last = rows[-1] if rows else None
-    before = (rows[-2] if live else rows[0]) if len(rows) > 1 else None
-    for col, (name, label, percent) in zip(st.columns(4), METRIC_CARDS):
-        value = "–" if last is None else f"{last[name]:.2%}" if percent else f"{last[name]:.4f}"
-        delta = None if before is None else last[name] - before[name]
-        col.metric(label, value,
-                   None if delta is None else (f"{delta * 100:+.2f} pt" if percent else f"{delta:+.4f}"),
-                   delta_color="normal" if percent else "inverse", border=True)
-
-
-def curves(history: list, epochs: int) -> None:
-    st.plotly_chart(loss_curves(history, epochs, height=320), key="train_loss_chart",
-                    config={"displayModeBar": False})
-    st.plotly_chart(accuracy_curves(history, epochs, height=280), key="train_accuracy_chart",
-                    config={"displayModeBar": False})
-
-
-@st.fragment(run_every=POLL_SECONDS)
-def live_run(run_id: str) -> None:
-    """Redrawn every half second from the job service while the run waits or trains, in any session.
-
-    The elements are the same on every redraw (empty charts before the first epoch), so the
-    charts update in place instead of being mounted afresh.
+    Stop's callback runs before this rerun, so "Stopping" shows in the very next redraw.
     """
     snap = job_service().snapshot(run_id)
-    if snap is None or snap.done:
-        st.rerun()  # the whole page: shows the result
+    if snap is None:
+        st.rerun()  # the service forgot the run: the whole page shows it from the store
+    if snap.done:
+        outcome(snap.status, snap.message, snap.history, snap.elapsed)
+        if snap.history:
+            run_links(run_id)
+            st.caption("Final epoch; changes are since epoch 1.")
+        return
     if snap.status == "queued":
         why = ("the training process is starting (TensorFlow loads once per server)" if job_service().warming
                else "starts when a training slot is free")
@@ -152,22 +141,38 @@ def live_run(run_id: str) -> None:
     else:
         progress_bar(snap.progress, snap.config.epochs, snap.elapsed, snap.eta)
     label = "Cancel" if snap.status == "queued" else "Stop"
-    if st.button(label, icon=":material/stop_circle:", key="train_stop", disabled=snap.stopping):
-        job_service().stop(run_id)
-        snap = job_service().snapshot(run_id) or snap
-    if snap.stopping:
+    stopping = st.button(label, icon=":material/stop_circle:", key="train_stop", disabled=snap.stopping,
+                         on_click=job_service().stop, args=(run_id,)) or snap.stopping
+    trouble = loss_trouble(snap.history)
+    if stopping:
         st.caption("Stopping after the current chunk of steps …")
+    elif trouble:
+        st.caption(f"⚠ {trouble.capitalize()}: a smaller learning rate would settle.")
     else:
         st.caption(f"Training {snap.config.label()}; the curves gain a point as each epoch ends "
                    "(changes are since the epoch before).")
-    metric_row(snap.history, live=True)
-    curves(snap.history, snap.config.epochs)
+
+
+@st.fragment(run_every=RESULTS_POLL_SECONDS)
+def live_results(run_id: str) -> None:
+    """Numbers, curves and templates, polled apart from the status and less often: they change once
+    an epoch, and every element keeps its place (see ``pages.live_view``), so a poll between epochs
+    sends the browser nothing new."""
+    snap = job_service().snapshot(run_id)
+    if snap is None or (snap.done and not snap.history):
+        return
+    run_details(run_id, snap.history, live=not snap.done)
 
 
 def outcome(status: str, message: str, history: list, seconds: float | None) -> None:
     """How a run ended, in words; never a traceback."""
     n = len(history)
-    if status == "completed":
+    trouble = loss_trouble(history) if status in ("completed", "stopped") else None
+    if trouble:
+        final = history[-1] if isinstance(history[-1], dict) else history[-1].to_dict()
+        st.warning(f"Finished at {final['test_accuracy']:.2%} test accuracy, but {trouble}. The learning rate "
+                   "is too large for this optimizer: try one a few notches smaller.", icon=":material/warning:")
+    elif status == "completed":
         final = history[-1] if isinstance(history[-1], dict) else history[-1].to_dict()
         st.success(f"Done: **{final['test_accuracy']:.2%}** test accuracy after {n} epochs "
                    f"({seconds:.1f} s).", icon=":material/check_circle:")
@@ -200,7 +205,7 @@ def run_links(run_id: str) -> None:
 
 
 def finished_job(snap: JobSnapshot) -> None:
-    run_result(snap.run_id, snap.status, snap.message, snap.history, snap.elapsed, snap.config.epochs,
+    run_result(snap.run_id, snap.status, snap.message, snap.history, snap.elapsed,
                "Final epoch; changes are since epoch 1.")
 
 
@@ -210,19 +215,28 @@ def saved_run(info: RunInfo) -> None:
         st.error(f"Run `{info.run_id}` cannot be read: {literal(info.error)}", icon=":material/error:")
         return
     st.caption(f"Run `{info.run_id}` · {info.config.label()}")
-    run_result(info.run_id, info.status, info.message, info.metrics, info.duration, info.config.epochs,
+    run_result(info.run_id, info.status, info.message, info.metrics, info.duration,
                "Last finished epoch; changes are since epoch 1.")
 
 
-def run_result(run_id: str, status: str, message: str, history: list, seconds: float | None, epochs: int,
+def run_result(run_id: str, status: str, message: str, history: list, seconds: float | None,
                caption: str) -> None:
-    """How a run ended, then (if it finished an epoch) its numbers, curves and links."""
+    """How a run ended, then (if it finished an epoch) its links, numbers, curves and templates.
+
+    The same elements in the same places as the live view, so the end of a run changes them in place.
+    """
     outcome(status, message, history, seconds)
     if history:
-        st.caption(caption)
-        metric_row(history)
-        curves(history, epochs)
         run_links(run_id)
+        st.caption(caption)
+        run_details(run_id, history)
+
+
+def run_details(run_id: str, history: list, live: bool = False) -> None:
+    """The metric cards, the curves and Watch it learn: the same elements live and finished."""
+    metric_row(history, live=live)
+    curves(run_id, history)
+    watch_it_learn(run_id, len(history))
 
 
 def stored_run(run_id: str | None) -> RunInfo | None:
@@ -260,7 +274,8 @@ def main() -> None:
             if snap.done:
                 finished_job(snap)
             else:
-                live_run(snap.run_id)
+                live_status(snap.run_id)
+                live_results(snap.run_id)
         elif saved is not None:
             saved_run(saved)
         elif wanted is not None:

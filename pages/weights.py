@@ -61,20 +61,16 @@ with evolution_tab:
     except RunError as exc:
         st.info(f"This run kept no per-epoch weights ({literal(exc)}).", icon=":material/history:")
         st.stop()
-    if epochs > 1:
-        epoch = st.slider("Epoch", 1, epochs, epochs, key="weights_epoch",
-                          help="Show the templates as they stood after this epoch; ▶ Play runs through them.")
-    else:
-        epoch = 1
+    if epochs == 1:
         st.caption("This run trained a single epoch: there is one snapshot to show.")
-    picked = frame_epochs(epochs, epoch - 1)
+    picked = frame_epochs(epochs, epochs - 1)
     try:
         stack = evolution(run, picked)
     except RunError as exc:
         st.info(f"This run's per-epoch weights cannot be read ({literal(exc)}).", icon=":material/history:")
         st.stop()
-    st.plotly_chart(weight_evolution(stack, start=picked.index(epoch - 1), epochs=[e + 1 for e in picked],
-                                     total=epochs), theme=None, key="weights_evolution",
+    st.plotly_chart(weight_evolution(stack, start=len(picked) - 1, epochs=[e + 1 for e in picked], total=epochs),
+                    theme=None, key="weights_evolution",
                     config={"displayModeBar": False})  # the toolbar would cover Play
     sampled = f" ▶ Play steps through {len(picked)} of the {epochs} epochs." if len(picked) < epochs else ""
     st.caption("One colour scale spans every epoch, so the templates visibly sharpen and strengthen "

@@ -90,3 +90,65 @@ def logit_parts(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> LogitParts:
     """The evidence sums ``x @ W`` and bias ``b`` whose total is each digit's logit."""
     x = np.asarray(x, np.float32).reshape(PIXELS)
     return LogitParts(x @ W, np.asarray(b, np.float32).copy())
+
+
+MIN_EXTENT = 0.2
+"""A drawing whose ink spans less than this share of the canvas (both ways) is a dot or a speck."""
+MAX_INK_SHARE = 0.3
+"""Mean ink of the 28x28 image above this is a blob: 99.9% of MNIST test digits have less (median 0.13)."""
+MIN_SIMILARITY = 0.69
+"""Cosine similarity to the nearest of the first 10,000 train digits; 1% of test digits fall below."""
+REFERENCE_DIGITS = 10_000
+
+
+def reference_digits(train_x: np.ndarray) -> np.ndarray:
+    """Unit-length rows of the first ``REFERENCE_DIGITS`` train images, for ``digit_doubts``."""
+    rows = np.asarray(train_x[:REFERENCE_DIGITS], np.float32).reshape(-1, PIXELS)
+    if rows.size and rows.max() > 1.5:
+        rows = rows / 255.0
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
+
+
+def digit_doubts(image: np.ndarray, extent: float, references: np.ndarray) -> list[str]:
+    """Why a drawing does not look like a handwritten digit (empty when it does).
+
+    A softmax always picks one of ten and its probabilities always sum to 1, so a confident
+    answer says nothing about whether the input was a digit: these checks look at the drawing
+    itself. ``extent`` is the larger side of the ink's bounding box as a share of the canvas.
+    """
+    x = np.asarray(image, np.float32).reshape(PIXELS)
+    doubts = []
+    if extent < MIN_EXTENT:
+        doubts.append(f"too little ink: it spans {extent:.0%} of the canvas (a digit spans most of its height)")
+    if x.mean() > MAX_INK_SHARE:
+        doubts.append(f"too much ink once scaled to MNIST's 20x20 box ({x.mean():.0%} of the pixels; "
+                      "real digits use about 13%): a blob or a filled shape")
+    similarity = float((references @ (x / max(float(np.linalg.norm(x)), 1e-9))).max()) if len(references) else 1.0
+    if similarity < MIN_SIMILARITY:
+        doubts.append(f"unlike any training digit (nearest match {similarity:.2f}; "
+                      f"99% of real test digits score above {MIN_SIMILARITY})")
+    return doubts
+
+
+RISE_SHARE = 1 / 3
+"""A run whose train loss rose in at least this share of its epochs is oscillating."""
+RISE_FACTOR = 1.2
+"""Or whose last train loss is this many times its best: it climbed away from its minimum."""
+
+
+def loss_trouble(history: list) -> str | None:
+    """Why a run's loss curve looks unhealthy (rising or swinging), or None when it falls steadily.
+
+    Large steps overshoot the minimum: the loss bounces or climbs while accuracy may still look
+    fine, which is why a finished run is checked rather than trusted for its final accuracy.
+    """
+    losses = [float(h["train_loss"] if isinstance(h, dict) else h.train_loss) for h in history]
+    if len(losses) < 3 or not all(np.isfinite(losses)):
+        return None
+    rises = sum(1 for a, b in zip(losses, losses[1:]) if b > a)
+    if losses[-1] > RISE_FACTOR * min(losses):
+        return (f"the train loss climbed from its best {min(losses):.3f} to {losses[-1]:.3f}: the steps "
+                "overshoot the minimum")
+    if rises >= RISE_SHARE * (len(losses) - 1):
+        return f"the train loss rose in {rises} of {len(losses) - 1} epochs instead of falling steadily"
+    return None

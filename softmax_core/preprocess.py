@@ -120,3 +120,13 @@ def image_file_to_mnist(path: str, max_pixels: int = 4096 * 4096) -> np.ndarray 
     if np.median(gray) > 0.5:
         gray = 1.0 - gray
     return canvas_to_mnist(gray)
+
+
+def ink_extent(image: np.ndarray) -> float:
+    """The larger side of the ink's bounding box as a share of the canvas side (0 when blank)."""
+    gray = to_gray(image)
+    rows = np.flatnonzero((gray > INK_LEVEL).any(axis=1))
+    cols = np.flatnonzero((gray > INK_LEVEL).any(axis=0))
+    if rows.size == 0:
+        return 0.0
+    return max((rows[-1] - rows[0] + 1) / gray.shape[0], (cols[-1] - cols[0] + 1) / gray.shape[1])

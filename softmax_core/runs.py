@@ -2,11 +2,11 @@
 
 A run folder holds ``config.json``, ``status.json``, ``metrics.jsonl`` (one line per finished
 epoch, flushed as it happens), ``weights.npz`` (W and b of the last finished epoch) and
-``evolution.npz`` (W after each epoch, float16). Weights are written to a temporary file and
-renamed. Every file is read through ``safe_read`` (regular files only, size limits, headers
-checked before inflating, JSON depth and numbers checked), so a crash or a hostile file costs
-one run, listed as unreadable with the reason, never the store. Listing reads no arrays and
-re-reads a run only when one of its files changed.
+``evolution.npz`` (W after each epoch, float16, and b after each epoch). Weights are written to a
+temporary file and renamed. Every file is read through ``safe_read`` (regular files only, size
+limits, headers checked before inflating, JSON depth and numbers checked), so a crash or a
+hostile file costs one run, listed as unreadable with the reason, never the store. Listing reads
+no arrays and re-reads a run only when one of its files changed.
 """
 
 from __future__ import annotations
@@ -184,6 +184,7 @@ class RunWriter:
         self.path = path
         self._status: dict[str, Any] = json.loads((path / "status.json").read_text())
         self._evolution: list[np.ndarray] = []
+        self._biases: list[np.ndarray] = []
 
     @property
     def run_id(self) -> str:
@@ -196,6 +197,7 @@ class RunWriter:
         the epochs the weights have (``_read``), so a run's numbers and weights always agree.
         """
         self._evolution.append(W.astype(np.float16))
+        self._biases.append(b.astype(np.float32))
         epoch = np.array(float(metrics["epoch"]))  # float: the guarded reader reads floating-point arrays only
         with open(self.path / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(metrics) + "\n")
@@ -203,7 +205,8 @@ class RunWriter:
             os.fsync(handle.fileno())
         _atomic_write(self.path / "weights.npz", lambda h: np.savez(h, W=W.astype(np.float32),
                                                                   b=b.astype(np.float32), epoch=epoch))
-        _atomic_write(self.path / "evolution.npz", lambda h: np.savez(h, W=np.stack(self._evolution)))
+        _atomic_write(self.path / "evolution.npz", lambda h: np.savez(h, W=np.stack(self._evolution),
+                                                                    b=np.stack(self._biases)))
 
     def start(self) -> None:
         """Mark a queued run as running (written by the process that owns the job)."""

@@ -20,7 +20,7 @@ from .data import Mnist
 from .jobs import JobService
 from .runs import RunError, RunInfo, RunStore
 
-AXES = ("learning_rate", "batch_size", "epochs", "optimizer")
+AXES = ("learning_rate", "batch_size", "epochs", "optimizer", "l2")
 """Settings a sweep may vary; the rest come from the base config."""
 MAX_RUNS = 64
 SELECTION_METRIC = "validation_accuracy"
@@ -41,7 +41,11 @@ def sweep_configs(base: TrainConfig, grid: dict[str, Sequence]) -> list[TrainCon
     axes = list(grid)
     combos = list(itertools.product(*(list(dict.fromkeys(grid[a])) for a in axes)))
     if len(combos) > MAX_RUNS:
-        raise ConfigError(axes[0], f"the grid has {len(combos)} runs; at most {MAX_RUNS}")
+        sizes = {a: len(dict.fromkeys(grid[a])) for a in axes}
+        widest = max(axes, key=sizes.get)  # the axis to trim first
+        shape = " x ".join(str(sizes[a]) for a in axes)
+        raise ConfigError(widest, f"has {sizes[widest]} values, making {len(combos)} runs ({shape}); "
+                                  f"a sweep runs at most {MAX_RUNS}")
     base_values = base.to_dict()
     return [TrainConfig.from_dict({**base_values, **dict(zip(axes, combo))}) for combo in combos]
 

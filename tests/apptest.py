@@ -22,3 +22,21 @@ def open_page(page: str | None = None, **params: str) -> AppTest:
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     return at
+
+
+def curve_epochs(at: AppTest, axis_title: str, trace: str) -> list[int]:
+    """The epochs of one curve (e.g. "train loss") in the page's Vega-Lite chart with that y-axis title.
+
+    The Train page's live charts keep their spec fixed and send their rows as Arrow data.
+    """
+    import json
+
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    for chart in at.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        titles = {layer["encoding"]["y"]["title"] for layer in spec.get("layer", []) if "y" in layer.get("encoding", {})}
+        if axis_title in titles:
+            rows = convert_arrow_bytes_to_pandas_df(chart.proto.data.data)
+            return [int(e) for e in rows[rows["series"] == trace]["epoch"]]
+    raise AssertionError(f"no Vega-Lite chart with y axis {axis_title!r}")

@@ -105,16 +105,18 @@ def test_weights_page_shows_ten_templates_on_one_scale(run_id: str, runs_dir: Pa
 
 
 def test_weights_page_slider_and_frames_step_through_epochs(run_id: str, runs_dir: Path) -> None:
+    """The epoch slider is the figure's own, with one step per frame, so it follows Play."""
     at = open_page("pages/weights.py")
     stack = RunStore(runs_dir).load_evolution(run_id)
     (animated,) = chart(at, "Templates after epoch")
     assert [frame["name"] for frame in animated["frames"]] == ["1", "2"]
     assert animated["layout"]["title"]["text"] == "Templates after epoch 2 of 2"
     assert [button["label"] for button in animated["layout"]["updatemenus"][0]["buttons"]] == ["▶ Play", "❚❚ Pause"]
-    at.slider(key="weights_epoch").set_value(1).run()
-    (animated,) = chart(at, "Templates after epoch")
-    assert animated["layout"]["title"]["text"] == "Templates after epoch 1 of 2"
-    np.testing.assert_allclose(array(animated["data"][3]["z"]), stack[0][:, 3].reshape(28, 28), rtol=1e-3)
+    (slider,) = animated["layout"]["sliders"]
+    assert slider["active"] == 1
+    assert [(step["label"], step["args"][0]) for step in slider["steps"]] == [("1", ["1"]), ("2", ["2"])]
+    np.testing.assert_allclose(array(animated["frames"][0]["data"][3]["z"]), stack[0][:, 3].reshape(28, 28),
+                               rtol=1e-3)
 
 
 def test_draw_page_reads_a_real_test_digit(run_id: str, runs_dir: Path, mnist: Mnist) -> None:
@@ -137,8 +139,9 @@ def test_draw_page_reads_a_real_test_digit(run_id: str, runs_dir: Path, mnist: M
     assert [m["layout"]["title"]["text"].split(":")[0] for m in maps][0] == "Evidence for 7"
     table = at.dataframe[0].value
     table = getattr(table, "data", table)  # a Styler keeps the frame in .data
-    np.testing.assert_allclose(table.iloc[:, 1] + table.iloc[:, 2], table.iloc[:, 3], atol=1e-5)
-    np.testing.assert_allclose(table.iloc[:, 4], proba, rtol=1e-5)
+    np.testing.assert_allclose(table["evidence (Σ ink × weight)"] + table["bias"], table["logit"], atol=1e-5)
+    np.testing.assert_allclose(table["probability"], proba, rtol=1e-5)
+    assert list(table.columns[:2]) == ["digit", "probability"]  # in view on a narrow screen
 
 
 def test_draw_page_compares_a_picked_digit(run_id: str, mnist: Mnist) -> None:
@@ -186,7 +189,8 @@ def test_errors_page_confusion_matrix_and_gallery(run_id: str, runs_dir: Path, m
     matrix = confusion_matrix(scored.labels, scored.guesses)
     assert at.metric[0].value == f"{scored.accuracy:.2%}"
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    (matrix_figure,) = [spec for spec in specs if spec["data"][-1]["type"] == "scatter"]
+    (matrix_figure,) = [spec for spec in specs if spec["layout"].get("xaxis", {}).get("title", {}).get("text")
+                        == "Guessed digit"]
     labels = [int(t) for t in matrix_figure["data"][-1]["text"]]
     assert labels == matrix.ravel().tolist()
     assert matrix.sum(axis=1).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

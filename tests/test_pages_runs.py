@@ -109,3 +109,17 @@ def test_home_shows_the_latest_run(two_runs_and_a_broken_one) -> None:
     assert {m.label: m.value for m in at.metric}["Test accuracy"] == f"{latest['test_accuracy']:.2%}"
     links = {p.proto.page: p.proto.query_string for p in at.get("page_link") if p.proto.query_string}
     assert links["weights"] == f"run={second}"
+
+
+def test_several_runs_are_deleted_together_after_one_confirmation(two_runs_and_a_broken_one, runs_dir: Path) -> None:
+    first, second, broken = two_runs_and_a_broken_one
+    at = open_runs()
+    assert list(at.dataframe[0].value.columns[:1]) == ["Run id"]  # pinned first, so it is never cut off
+    at.multiselect(key="runs_delete_many").set_value([first, broken]).run()
+    assert not at.get("button") or all(b.proto.label != "Delete 2 runs" for b in at.get("button"))
+    assert sorted(p.name for p in runs_dir.iterdir()) == sorted([first, second, broken])
+    at.toggle(key="runs_delete_many_confirm").set_value(True).run()
+    at.button(key="runs_delete_many_go").click().run()
+    assert not at.exception
+    assert [p.name for p in runs_dir.iterdir()] == [second]
+    assert list(at.dataframe[0].value["Run id"]) == [second]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -11,22 +10,14 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apptest import PROJECT, WAIT, open_page
+from apptest import PROJECT, WAIT, curve_epochs, open_page
+from softmax_core.figures.curves import ACCURACY_AXIS, LOSS_AXIS
 from softmax_core.config import TrainConfig
 from softmax_core.data import Mnist
 from softmax_core.jobs import JobSnapshot, shared_service
 from softmax_core.query import to_query
 from softmax_core.record import record_run
 from softmax_core.runs import RunStore
-
-
-def trace_epochs(at: AppTest, chart_title: str, trace: str) -> list:
-    """The x values (epochs) of one trace of the page's Plotly chart with that title."""
-    for chart in at.get("plotly_chart"):
-        spec = json.loads(chart.proto.spec)
-        if spec["layout"].get("title", {}).get("text") == chart_title:
-            return next(data["x"] for data in spec["data"] if data.get("name") == trace)
-    raise AssertionError(f"no chart titled {chart_title!r}")
 
 
 def run_param(at: AppTest) -> str:
@@ -73,7 +64,7 @@ def test_train_renders_without_runs(mnist: Mnist, runs_dir: Path) -> None:
     at = open_page("pages/train.py")
     assert [t.value for t in at.title] == ["Train"]
     assert at.select_slider(key="learning_rate").value == TrainConfig().learning_rate
-    assert not at.get("plotly_chart")
+    assert not at.get("vega_lite_chart")
 
 
 def test_start_trains_in_the_background_and_the_curves_hold_every_epoch(mnist: Mnist, runs_dir: Path) -> None:
@@ -83,9 +74,9 @@ def test_start_trains_in_the_background_and_the_curves_hold_every_epoch(mnist: M
     job = start(at)
     assert job.config.epochs == 3 and job.config.learning_rate == 0.005
     job = finish(at, job.run_id)
-    assert trace_epochs(at, "Loss", "train loss") == [1, 2, 3]
-    assert trace_epochs(at, "Loss", "test loss") == [1, 2, 3]
-    assert trace_epochs(at, "Accuracy", "test accuracy") == [1, 2, 3]
+    assert curve_epochs(at, LOSS_AXIS, "train loss") == [1, 2, 3]
+    assert curve_epochs(at, LOSS_AXIS, "test loss") == [1, 2, 3]
+    assert curve_epochs(at, ACCURACY_AXIS, "test accuracy") == [1, 2, 3]
     final = job.history[-1].test_accuracy
     assert final > 0.9
     assert any(f"{final:.2%}" in s.value for s in at.success)
@@ -160,7 +151,7 @@ def test_a_link_fills_the_form(mnist: Mnist, runs_dir: Path) -> None:
 def test_a_reload_shows_the_run_from_the_store(mnist: Mnist, runs_dir: Path) -> None:
     run_id, _, _ = record_run(RunStore(runs_dir), TrainConfig(epochs=2), mnist)
     at = open_page("pages/train.py", run=run_id)
-    assert trace_epochs(at, "Loss", "test loss") == [1, 2]
+    assert curve_epochs(at, LOSS_AXIS, "test loss") == [1, 2]
     assert any("test accuracy" in s.value for s in at.success)
 
 
@@ -173,7 +164,7 @@ def test_a_run_whose_server_died_shows_as_interrupted(mnist: Mnist, runs_dir: Pa
         capture_output=True, text=True, check=True, cwd=PROJECT)
     at = open_page("pages/train.py", run=made.stdout.strip())
     assert any("interrupted" in w.value for w in at.warning)
-    assert not at.get("plotly_chart")
+    assert not at.get("vega_lite_chart")
     assert at.number_input(key="epochs").value == 7 and at.selectbox(key="optimizer").value == "sgd"
 
 

@@ -37,6 +37,7 @@ def test_configs_are_every_combination_in_grid_order() -> None:
     ({"batch_size": []}, "batch_size"),
     ({"seed": [1, 2]}, "seed"),
     ({"learning_rate": [i / 1000 for i in range(1, MAX_RUNS + 2)]}, "learning_rate"),
+    ({"learning_rate": [0.1, 0.2, 0.5], "batch_size": [10, 20, 50, 100, 200], "epochs": [1, 2, 3, 5, 10]}, "batch_size"),
 ])
 def test_bad_grids_are_refused_with_the_field_named(grid: dict, field: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -143,3 +144,16 @@ def test_stop_on_the_sweep_page_ends_the_sweep(mnist: Mnist, runs_dir: Path) -> 
     assert {s.status for s in snaps} <= {"stopped", "cancelled"}
     assert [RunStore(runs_dir).get(r).status for r in run_ids] == [s.status for s in snaps]
     assert any("Sweep stopped" in i.value for i in at.info)
+
+
+def test_sweep_page_counts_runs_before_start_and_names_the_widest_axis(runs_dir: Path) -> None:
+    at = open_sweep()
+    assert any("makes **12 runs**" in c.value for c in at.caption)  # 4 rates x 3 batches x 1 x 1 x 1
+    at.multiselect(key="sweep_batch_sizes").set_value([10, 20, 50, 100, 200, 500, 1000, 2000, 5000]).run()
+    at.multiselect(key="sweep_epochs").set_value([1, 2]).run()
+    assert any("makes **72 runs**" in c.value for c in at.caption)
+    assert at.multiselect(key="sweep_optimizers").format_func("adam") == "Adam"
+    assert at.selectbox(key="sweep_schedule").format_func("cosine") == "cosine decay to 0"
+    at.button(key="sweep_start").click().run()
+    assert any("**batch_size** has 9 values, making 72 runs" in e.value for e in at.error), [e.value for e in at.error]
+    assert "sweep_runs" not in at.session_state

@@ -48,13 +48,13 @@ def _epoch_axis(fig: go.Figure, epochs: int | None, rows: list[dict]) -> None:
     fig.update_xaxes(title_text=EPOCH_AXIS, range=[0, last + 0.05 * last], dtick=None if last > 12 else 1)
 
 
-def _step_points(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+def _step_points(rows: list[dict], max_points: int = MAX_STEP_POINTS) -> tuple[np.ndarray, np.ndarray]:
     """Minibatch losses at fractional epochs, averaged over blocks of consecutive steps.
 
     Block means keep the chart light and stop single noisy minibatches (many at small batch
     sizes) from drowning the epoch curves; step i of n in epoch e sits at e-1+(i+1)/n.
     """
-    per_epoch = max(20, MAX_STEP_POINTS // max(len(rows), 1))
+    per_epoch = max(1, max_points // max(len(rows), 1))
     xs, ys = [], []
     for row in rows:
         losses = np.asarray(row.get("step_losses") or [], dtype=np.float64)

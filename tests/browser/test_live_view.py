@@ -1,0 +1,132 @@
+"""Issue 11 in a real browser: the live Train view keeps its charts and height, says "Stopping" on
+Stop, names a refused setting next to Start, warns when a large learning rate makes the loss swing,
+and shows the templates forming and a Draw drawing scored by every epoch.
+
+No assertion is on time: each test waits for the text or element it expects, and reports figures.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from .dom import CANVAS, draw_stroke, exception_texts, save_screenshot, wait_for_points, wait_idle
+
+pytestmark = pytest.mark.browser
+
+LOSS_CHART, TRAIN_LOSS = "train_loss_chart", "train loss"
+SAMPLER_JS = """() => {
+  window.__samples = [];
+  window.__sampler = setInterval(() => {
+    const m = document.querySelector('[data-testid="stMain"]');
+    window.__samples.push({charts: m.querySelectorAll('.vega-embed, .js-plotly-plot').length, height: m.scrollHeight,
+                           done: m.innerText.includes('Done:') || m.innerText.includes('Finished at')});
+  }, 100);
+}"""
+"""Every 100 ms: charts mounted, the main area's height, and whether the run has ended."""
+HEIGHT_SLACK = 60
+"""Pixels the end may change the page's height by: a progress bar becomes a result line."""
+
+
+def test_charts_stay_mounted_and_height_holds_to_the_end(new_page, report_figure) -> None:
+    page = new_page("train?epochs=12")
+    page.get_by_role("button", name="Start training").click()
+    wait_for_points(page, LOSS_CHART, TRAIN_LOSS)
+    page.evaluate(SAMPLER_JS)
+    expect(page.get_by_text("Done:")).to_be_visible(timeout=120_000)
+    wait_for_points(page, LOSS_CHART, TRAIN_LOSS, exactly=12)
+    wait_idle(page)
+    samples = page.evaluate("() => { clearInterval(window.__sampler); return window.__samples; }")
+    live = [s for s in samples if not s["done"]]
+    after = [s for s in samples if s["done"]]
+    assert live and after, (len(live), len(after))
+    most = max(s["charts"] for s in samples)
+    unmounted = [s for s in samples if s["charts"] < most]
+    assert unmounted == [], f"{len(unmounted)} of {len(samples)} samples with fewer than {most} charts"
+    jump = after[-1]["height"] - live[-1]["height"]
+    assert abs(jump) <= HEIGHT_SLACK, f"height {live[-1]['height']} -> {after[-1]['height']} px at the end"
+    assert exception_texts(page) == []
+    save_screenshot(page, "train-done-live-view")
+    report_figure(f"live view: {most} charts in all {len(samples)} samples; height {live[-1]['height']} -> "
+                  f"{after[-1]['height']} px at the end")
+
+
+def test_stop_shows_stopping_then_stopped(new_page, report_figure) -> None:
+    """Also: after the first epoch the progress says how many epochs remain and the time left."""
+    page = new_page("train?batch_size=10&epochs=200")
+    page.get_by_role("button", name="Start training").click()
+    wait_for_points(page, LOSS_CHART, TRAIN_LOSS)
+    progress = page.locator('[data-testid="stProgress"]')
+    expect(progress).to_contain_text(re.compile(r"Epoch \d+ of 200 · \d+ more to go · .* left"))
+    save_screenshot(page, "train-live-watch", settle=False)
+    started = page.evaluate("() => performance.now()")
+    page.get_by_role("button", name="Stop", exact=True).click()
+    expect(page.get_by_text("Stopping", exact=False).first).to_be_visible()
+    seen = page.evaluate("() => performance.now()")
+    expect(page.get_by_text("Stopped after")).to_be_visible(timeout=60_000)
+    report_figure(f"Stop -> 'Stopping' seen within {(seen - started) / 1000:.2f} s of the click (page clock)")
+
+
+def test_refused_setting_is_named_next_to_start(new_page) -> None:
+    page = new_page("train")
+    field = page.get_by_label("Batch size", exact=True)
+    field.fill("70000")
+    field.press("Tab")
+    page.get_by_role("button", name="Start training").click()
+    refusal = page.get_by_text("Not started")
+    expect(refusal).to_be_visible()
+    expect(refusal).to_contain_text("batch_size")
+    expect(page.get_by_role("button", name="Stop", exact=True)).to_have_count(0)
+
+
+def test_swinging_loss_suggests_a_smaller_learning_rate(new_page) -> None:
+    page = new_page("train?optimizer=sgd&learning_rate=10&epochs=8&schedule=constant")
+    page.get_by_role("button", name="Start training").click()
+    warning = page.get_by_text("Finished at")
+    expect(warning).to_be_visible(timeout=120_000)
+    expect(warning).to_contain_text("smaller")
+    expect(page.get_by_text("Done:")).to_have_count(0)
+    save_screenshot(page, "train-swinging-loss")
+
+
+def test_watch_it_learn_scores_the_drawing_each_epoch(new_page, trained_run: str) -> None:
+    page = new_page(f"draw?run={trained_run}")
+    draw_stroke(page, [(0.5, 0.12), (0.5, 0.88)])
+    expect(page.get_by_text("Top guess")).to_be_visible()
+    page.locator('[data-testid="stSidebarNav"] a[href$="/train"]').click()  # same session: the drawing comes along
+    page.get_by_role("button", name="Start training").click()
+    caption = page.get_by_text("Your drawing from Draw, scored after each epoch")
+    expect(caption).to_be_visible(timeout=120_000)
+    expect(page.locator(".st-key-train_answers_chart g.mark-rect path").first).to_be_attached()
+    expect(page.get_by_text("The ten templates")).to_be_visible()
+    expect(page.get_by_text("Done:")).to_be_visible(timeout=120_000)
+    save_screenshot(page, "train-watch-it-learn")
+    assert exception_texts(page) == []
+
+
+def test_a_dot_is_not_taken_for_a_digit(new_page, trained_run: str) -> None:
+    page = new_page(f"draw?run={trained_run}")
+    draw_stroke(page, [(0.5, 0.5), (0.51, 0.51)], steps=2)
+    expect(page.get_by_text("This does not look like a digit")).to_be_visible()
+    expect(page.get_by_text("too little ink")).to_be_visible()
+    expect(page.get_by_text("always sum to 1")).to_be_visible()
+    save_screenshot(page, "draw-not-a-digit")
+
+
+def test_phone_keeps_the_answer_under_the_canvas(chromium, server, trained_run: str) -> None:
+    context = chromium.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        page.goto(f"{server.url}/draw?run={trained_run}", wait_until="commit")
+        wait_idle(page)
+        draw_stroke(page, [(0.5, 0.12), (0.5, 0.88)])
+        guess = page.get_by_text("Top guess")
+        expect(guess).to_be_visible()
+        canvas_box = page.locator(CANVAS).bounding_box()
+        guess_box = guess.bounding_box()
+        save_screenshot(page, "draw-phone")
+        assert 0 < guess_box["y"] - (canvas_box["y"] + canvas_box["height"]) < 200, (canvas_box, guess_box)
+    finally:
+        context.close()

@@ -1,0 +1,75 @@
+"""The live view's NumPy pieces: curve data for the fixed Vega specs, the weight mosaic, the
+per-epoch answers to a drawing (checked against a plain softmax), and the loss-trouble check."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from softmax_core.analysis import loss_trouble
+from softmax_core.config import TrainConfig
+from softmax_core.evolution import answers_by_epoch, weight_history
+from softmax_core.figures.live import BAND, MAX_BAND_POINTS, curve_data, curve_spec
+from softmax_core.figures.mosaic import template_mosaic
+from softmax_core.runs import RunStore
+
+
+def epoch(n: int, loss: float, steps: int = 0) -> dict:
+    return {"epoch": n, "train_loss": loss, "validation_loss": loss, "test_loss": loss, "train_accuracy": 0.9,
+            "validation_accuracy": 0.9, "test_accuracy": 0.9, "learning_rate": 0.1, "seconds": n,
+            "step_losses": [loss] * steps}
+
+
+def test_band_is_bounded_however_many_steps() -> None:
+    history = [epoch(n, 1 / n, steps=5500) for n in range(1, 31)]
+    band = [row for row in curve_data(history, "loss") if row["series"] == BAND]
+    assert 0 < len(band) <= MAX_BAND_POINTS
+    assert len([row for row in curve_data(history, "loss") if row["series"] == "train loss"]) == 30
+
+
+def test_spec_does_not_depend_on_the_data() -> None:
+    """One spec for the whole run: Streamlit then swaps only the data, keeping the chart mounted."""
+    spec = curve_spec("loss", 320)
+    assert "data" not in spec and "domainMax" not in str(spec)
+
+
+def test_accuracy_in_percent_and_nan_dropped() -> None:
+    rows = curve_data([epoch(1, 0.5), {**epoch(2, math.nan), "test_accuracy": 0.95}], "accuracy")
+    assert {"epoch": 2, "value": 95.0, "series": "test accuracy"} in rows
+    assert all(math.isfinite(r["value"]) for r in curve_data([epoch(1, math.nan)], "loss"))
+
+
+def test_mosaic_colours_sign_of_weights() -> None:
+    W = np.zeros((784, 10), np.float32)
+    W[0, 0], W[0, 1] = 1.0, -1.0
+    image = template_mosaic(W)
+    assert image.dtype == np.uint8 and image.shape == (2 * 112 + 4, 5 * 112 + 4 * 4, 3)
+    assert image[0, 0, 0] > image[0, 0, 2]  # digit 0's first pixel: red
+    assert image[0, 116, 2] > image[0, 116, 0]  # digit 1's first pixel: blue
+    assert tuple(image[50, 50]) == (255, 255, 255)
+
+
+def test_answers_by_epoch_match_a_plain_softmax(tmp_path) -> None:
+    store = RunStore(tmp_path)
+    writer = store.create(TrainConfig())
+    rng = np.random.default_rng(0)
+    weights = [(rng.normal(size=(784, 10)).astype(np.float32), rng.normal(size=10).astype(np.float32))
+               for _ in range(3)]
+    for n, (W, b) in enumerate(weights, 1):
+        writer.record_epoch(epoch(n, 0.3), W, b)
+    Ws, bs = weight_history(store.path(writer.run_id))
+    x = rng.random(784).astype(np.float32)
+    answers = answers_by_epoch(Ws, bs, x)
+    for n, (W, b) in enumerate(weights):
+        logits = x.astype(np.float64) @ W.astype(np.float16).astype(np.float64) + b
+        expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        np.testing.assert_allclose(answers[n], expected, rtol=1e-3, atol=1e-5)
+
+
+def test_loss_trouble_names_rises_and_climbs() -> None:
+    assert loss_trouble([epoch(n, 1 / n) for n in range(1, 10)]) is None
+    swinging = [epoch(n, 0.4 + 0.2 * (n % 2)) for n in range(1, 11)]  # ends low, rose 4 of 9 times
+    assert "rose in" in loss_trouble(swinging)
+    climbing = [epoch(1, 0.3), epoch(2, 0.2), epoch(3, 0.25), epoch(4, 0.4)]
+    assert "climbed" in loss_trouble(climbing)
