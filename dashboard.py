@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from pages.session import job_service, literal, mnist, navigation_ready, page_header, run_label, run_store, runs_with_weights
+from ui.pages_mode import navigation_ready
+from ui.session import job_service, literal, mnist, page_header, run_label, run_links, run_store, runs_with_weights
 from softmax_core.config import TrainConfig
 from softmax_core.data import IMAGE_SIDE, TEST_SIZE, TRAIN_SIZE, VALIDATION_SIZE, Mnist
 from softmax_core.figures.curves import accuracy_curves
@@ -77,11 +78,7 @@ def _latest_run() -> None:
     st.caption("Accuracy per epoch")
     st.plotly_chart(accuracy_curves(run.metrics, run.config.epochs, title=None, height=260),
                     key="home_latest_accuracy", config={"displayModeBar": False})
-    with st.container(horizontal=True, gap="medium"):
-        for page, label, icon in (("pages/weights.py", "Its weights", ":material/grid_on:"),
-                                  ("pages/draw.py", "Draw for it", ":material/draw:"),
-                                  ("pages/errors.py", "Its mistakes", ":material/rule:")):
-            st.page_link(page, label=label, icon=icon, query_params={"run": run.run_id})
+    run_links(run.run_id)
 
 
 def _expected_results() -> None:

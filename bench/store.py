@@ -106,12 +106,12 @@ def list_seconds(root: Path, repeats: int) -> dict:
     with runs._SUMMARIES_LOCK:
         runs._SUMMARIES.clear()
     start = time.perf_counter()
-    count = len(store.list())
+    count = len(store.all_runs())
     cold = time.perf_counter() - start
     warm = []
     for _ in range(repeats):
         start = time.perf_counter()
-        store.list()
+        store.all_runs()
         warm.append(time.perf_counter() - start)
     return {"runs": count, "cold_s": round(cold, 3), "warm_median_s": round(statistics.median(warm), 3)}
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'page':6} {'first s':>8} {'median s':>9} {'max s':>7}   ({args.runs} runs)")
     for name, row in pages.items():
         print(f"{name:6} {row['first_s']:8.3f} {row['median_s']:9.3f} {row['max_s']:7.3f}")
-    print(f"RunStore.list: cold {listing['cold_s']:.3f} s, warm {listing['warm_median_s']:.3f} s; "
+    print(f"RunStore.all_runs: cold {listing['cold_s']:.3f} s, warm {listing['warm_median_s']:.3f} s; "
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
     print(json.dumps({"runs": args.runs, "repeats": args.repeats, "pages": pages, "list": listing,
                       "loadavg_before": [round(x, 2) for x in load_before],

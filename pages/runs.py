@@ -15,7 +15,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages.session import RUN_PARAM, job_service, literal, page_header, run_label, run_store, running_now, saved_runs
+from ui.pages_mode import run_through_app
+from ui.session import RUN_PARAM, job_service, literal, page_header, run_label, run_store, running_now, saved_runs
 from softmax_core.figures.curves import METRICS, run_name, runs_overlay
 from softmax_core.runs import RunError, RunInfo, RunStore
 
@@ -196,6 +197,7 @@ def confirm_delete(store: RunStore, run: RunInfo) -> None:
 
 
 def main() -> None:
+    run_through_app()
     page_header("Runs", "Every run saved on this machine, from any session, the CLI or a sweep; newest first.")
     store = run_store()
     runs = saved_runs(store)

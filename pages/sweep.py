@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.session import OPTIMIZER_NAMES, SCHEDULE_NAMES, job_service, literal, mnist, page_header, run_store
-from softmax_core.config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
+from ui.pages_mode import run_through_app
+from ui.session import config_refused, job_service, mnist, page_header, run_store
+from softmax_core.config import L2_PENALTIES, LEARNING_RATES, MAX_SEED, OPTIMIZERS, SCHEDULES, SETTINGS, ConfigError, TrainConfig
 from softmax_core.figures.curves import METRICS, runs_overlay, sweep_heatmap
 from softmax_core.jobs import JobSnapshot
 from softmax_core.query import to_query
@@ -22,10 +23,8 @@ JOB_KEY = "sweep_runs"
 """The sweep this browser session queued last: (sweep id, run ids in grid order)."""
 SWEEP_PARAM = "sweep"
 POLL_SECONDS = 0.5
-LEARNING_RATES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 BATCH_SIZES = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 EPOCHS = (1, 2, 3, 5, 10, 15, 20, 30, 50)
-L2_PENALTIES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
 OVERLAY_METRICS = ("validation_loss", "test_loss", "train_loss", "validation_accuracy")
 
 
@@ -37,16 +36,17 @@ def grid_form() -> tuple[TrainConfig, dict[str, list]] | None:
     defaults = TrainConfig()
     with st.container(border=True):
         rates = st.multiselect("Learning rates", LEARNING_RATES, default=[5e-4, 1e-3, 2e-3, 5e-3],
-                               format_func=lambda v: f"{v:g}", key="sweep_learning_rates")
+                               format_func=lambda v: f"{v:g}", key="sweep_learning_rates",
+                               help=SETTINGS["learning_rate"].help)
         batches = st.multiselect("Batch sizes", BATCH_SIZES, default=[50, 100, 500], key="sweep_batch_sizes")
         epochs = st.multiselect("Epochs", EPOCHS, default=[10], key="sweep_epochs")
         optimizers = st.multiselect("Optimizers", OPTIMIZERS, default=[defaults.optimizer], key="sweep_optimizers",
-                                    format_func=OPTIMIZER_NAMES.get)
+                                    format_func=SETTINGS["optimizer"].name_of)
         penalties = st.multiselect("L2 penalties", L2_PENALTIES, default=[defaults.l2], key="sweep_l2",
-                                   format_func=lambda v: f"{v:g}", help="Weight decay on W.")
-        schedule = st.selectbox("Learning-rate schedule", SCHEDULES, SCHEDULES.index(defaults.schedule),
-                                format_func=SCHEDULE_NAMES.get, key="sweep_schedule")
-        seed = st.number_input("Seed", 0, 2**31 - 1, defaults.seed, key="sweep_seed")
+                                   format_func=lambda v: f"{v:g}", help=SETTINGS["l2"].help)
+        schedule = st.selectbox(SETTINGS["schedule"].label, SCHEDULES, SCHEDULES.index(defaults.schedule),
+                                format_func=SETTINGS["schedule"].name_of, key="sweep_schedule")
+        seed = st.number_input(SETTINGS["seed"].label, 0, MAX_SEED, defaults.seed, key="sweep_seed")
         grid = {"learning_rate": rates, "batch_size": batches, "epochs": epochs, "optimizer": optimizers,
                 "l2": penalties}
         count = 1
@@ -66,8 +66,7 @@ def start_sweep(base: TrainConfig, grid: dict[str, list]) -> bool:
     try:
         sweep_id, run_ids = submit_sweep(job_service(), run_store(), base, grid)
     except ConfigError as exc:
-        st.error(f"Not started: **{exc.field}** {literal(str(exc).removeprefix(exc.field + ': '))}",
-                 icon=":material/block:")
+        config_refused(exc)
         return False
     except (OSError, RunError) as exc:
         st.error(f"Not started: the runs could not be saved ({exc.strerror if isinstance(exc, OSError) else exc}).",
@@ -177,7 +176,7 @@ def tune_form() -> tuple[int, int, int] | None:
         epochs_max = st.number_input("Most epochs per trial", 2, 100, 20, key="tune_epochs_max",
                                      help="Optuna picks each trial's epochs up to this; the pruner stops "
                                           "hopeless trials early.")
-        seed = st.number_input("Sampler seed", 0, 2**31 - 1, 0, key="tune_seed")
+        seed = st.number_input("Sampler seed", 0, MAX_SEED, 0, key="tune_seed")
         start = st.form_submit_button("Start search", type="primary", icon=":material/play_arrow:", width="stretch")
     st.caption("Optuna searches learning rate (log), batch size, epochs, optimizer, schedule and L2 (log, "
                "or none), maximising **validation** accuracy; the test split is never used to choose.")
@@ -247,6 +246,7 @@ def tune_mode() -> None:
 
 
 def main() -> None:
+    run_through_app()
     page_header("Sweep", "Train a grid of settings, or let Optuna search them; pick the best on the validation "
                          "split, then train it from the Train page.")
     mnist()

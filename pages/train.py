@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.live_view import curves, metric_row, watch_it_learn
-from pages.session import (OPTIMIZER_NAMES, RUN_PARAM, SCHEDULE_NAMES, job_service, literal, page_header, run_store,
-                           running_now)
+from ui.live_view import curves, metric_row, watch_it_learn
+from ui.pages_mode import run_through_app
+from ui.session import (RUN_PARAM, config_refused, job_service, literal, page_header, progress_text, run_links,
+                        run_store, running_now, url_run_id)
 from softmax_core.analysis import loss_trouble
-from softmax_core.config import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
+from softmax_core.config import SETTINGS, ConfigError, TrainConfig
 from softmax_core.jobs import JobSnapshot
 from softmax_core.query import PARAMS, config_from_query, to_query
-from softmax_core.runs import RunError, RunInfo, check_run_id
+from softmax_core.runs import RunError, RunInfo
 
 RUN_KEY = "train_run"
 """The run id this browser session started last, shown when the URL names no run."""
 STATUS_POLL_SECONDS = 0.5
 RESULTS_POLL_SECONDS = 1.0
 """Results change once an epoch (0.3 s or more); a second's delay is the price of a quieter browser."""
-LEARNING_RATES = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
-L2_PENALTIES = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
 
 
 def link_settings(fallback: TrainConfig) -> tuple[TrainConfig, list[str]]:
@@ -50,24 +49,31 @@ def with_choice(options: tuple[float, ...], value: float) -> list[float]:
     return sorted(set(options) | {value})
 
 
+FORM_FIELDS = ("learning_rate", "batch_size", "epochs", "optimizer", "schedule", "l2", "seed")
+"""The settings the form offers, in its order (init stays as the run on show has it)."""
+
+
+def setting_widget(name: str, value: object) -> object:
+    """One setting's widget, from config.SETTINGS: a log-scale slider, a choice or a whole number.
+
+    Numbers have no upper bound here, so a value the lab refuses (batch 70000) is named next to
+    Start instead of being silently clamped by the widget.
+    """
+    setting = SETTINGS[name]
+    if setting.notches:
+        return st.select_slider(setting.label, with_choice(setting.notches, value), value=value, key=name,
+                                format_func=lambda v: f"{v:g}", help=setting.help)
+    if setting.choices:
+        return st.selectbox(setting.label, setting.choices, setting.choices.index(value), key=name,
+                            format_func=setting.name_of, help=setting.help)
+    return st.number_input(setting.label, int(setting.low), None, value, step=50 if name == "batch_size" else 1,
+                           key=name, help=setting.help)
+
+
 def settings_form(initial: TrainConfig, waiting: int) -> TrainConfig | None:
     """The settings form; the validated config when Start is pressed, else None."""
     with st.form("train_form"):
-        rate = st.select_slider("Learning rate", with_choice(LEARNING_RATES, initial.learning_rate),
-                                value=initial.learning_rate, format_func=lambda v: f"{v:g}", key="learning_rate",
-                                help="Step size. Log scale: each notch is about ×2.")
-        batch = st.number_input("Batch size", 1, None, initial.batch_size, step=50, key="batch_size",
-                                help="Examples per gradient step (1 to 55,000).")
-        epochs = st.number_input("Epochs", 1, None, initial.epochs, key="epochs",
-                                 help="Passes over the 55,000 training images (up to 500).")
-        optimizer = st.selectbox("Optimizer", OPTIMIZERS, OPTIMIZERS.index(initial.optimizer),
-                                 format_func=OPTIMIZER_NAMES.get, key="optimizer")
-        schedule = st.selectbox("Learning-rate schedule", SCHEDULES, SCHEDULES.index(initial.schedule),
-                                format_func=SCHEDULE_NAMES.get, key="schedule")
-        l2 = st.select_slider("L2 penalty", with_choice(L2_PENALTIES, initial.l2), value=initial.l2,
-                              format_func=lambda v: f"{v:g}", key="l2", help="Weight decay on W.")
-        seed = st.number_input("Seed", 0, 2**31 - 1, initial.seed, key="seed",
-                               help="Shuffling order (and initial weights if random).")
+        values = {name: setting_widget(name, getattr(initial, name)) for name in FORM_FIELDS}
         start = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
                                       width="stretch")
     if waiting:
@@ -75,11 +81,9 @@ def settings_form(initial: TrainConfig, waiting: int) -> TrainConfig | None:
     if not start:
         return None
     try:
-        return TrainConfig(learning_rate=rate, batch_size=batch, epochs=epochs, seed=seed, optimizer=optimizer,
-                           l2=l2, schedule=schedule, init=initial.init)
+        return TrainConfig.from_dict({**values, "init": initial.init})
     except ConfigError as exc:
-        st.error(f"Not started: **{exc.field}** {literal(str(exc).removeprefix(exc.field + ': '))}",
-                 icon=":material/block:")
+        config_refused(exc)
         return None
 
 
@@ -96,26 +100,8 @@ def start_job(config: TrainConfig) -> bool:
     return True
 
 
-def url_run_id() -> str | None:
-    try:
-        return check_run_id(st.query_params[RUN_PARAM]) if st.query_params.get(RUN_PARAM) else None
-    except RunError:
-        return None
-
-
-ETA_FROM = 0.25
-"""Estimate time left once a quarter of the first epoch is done (progress streams within an epoch)."""
-
-
-def time_left(seconds: float) -> str:
-    return f"about {seconds:.0f} s left" if seconds < 120 else f"about {seconds / 60:.0f} min left"
-
-
-def progress_bar(progress: float, epochs: int, elapsed: float, eta: float | None) -> None:
-    epoch = min(int(progress * epochs) + 1, epochs)
-    to_go = f" · {epochs - epoch} more to go" if epochs - epoch else " · the last one"
-    left = f" · {time_left(eta)}" if eta is not None and progress * epochs >= ETA_FROM else ""
-    st.progress(min(progress, 1.0), text=f"Epoch {epoch} of {epochs}{to_go} · {elapsed:.1f} s{left}")
+def progress_bar(snap: JobSnapshot) -> None:
+    st.progress(min(snap.progress, 1.0), text=progress_text(snap))
 
 
 @st.fragment(run_every=STATUS_POLL_SECONDS)
@@ -139,7 +125,7 @@ def live_status(run_id: str) -> None:
                else "starts when a training slot is free")
         st.progress(0.0, text=f"Queued: position {snap.position} · {why}")
     else:
-        progress_bar(snap.progress, snap.config.epochs, snap.elapsed, snap.eta)
+        progress_bar(snap)
     label = "Cancel" if snap.status == "queued" else "Stop"
     stopping = st.button(label, icon=":material/stop_circle:", key="train_stop", disabled=snap.stopping,
                          on_click=job_service().stop, args=(run_id,)) or snap.stopping
@@ -156,7 +142,7 @@ def live_status(run_id: str) -> None:
 @st.fragment(run_every=RESULTS_POLL_SECONDS)
 def live_results(run_id: str) -> None:
     """Numbers, curves and templates, polled apart from the status and less often: they change once
-    an epoch, and every element keeps its place (see ``pages.live_view``), so a poll between epochs
+    an epoch, and every element keeps its place (see ``ui.live_view``), so a poll between epochs
     sends the browser nothing new."""
     snap = job_service().snapshot(run_id)
     if snap is None or (snap.done and not snap.history):
@@ -194,14 +180,6 @@ def outcome(status: str, message: str, history: list, seconds: float | None) -> 
                 icon=":material/content_cut:")
     else:
         st.error(f"Training failed. {literal(message)}", icon=":material/error:")
-
-
-def run_links(run_id: str) -> None:
-    with st.container(horizontal=True, gap="medium"):
-        for page, label, icon in (("pages/weights.py", "See its weight templates", ":material/grid_on:"),
-                                  ("pages/draw.py", "Draw a digit for it", ":material/draw:"),
-                                  ("pages/errors.py", "See its mistakes", ":material/rule:")):
-            st.page_link(page, label=label, icon=icon, query_params={RUN_PARAM: run_id})
 
 
 def finished_job(snap: JobSnapshot) -> None:
@@ -249,6 +227,7 @@ def stored_run(run_id: str | None) -> RunInfo | None:
 
 
 def main() -> None:
+    run_through_app()
     page_header("Train", "Softmax regression on the 55,000 training digits; validation and test "
                          "accuracy measured after every epoch.")
     service = job_service()

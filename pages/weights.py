@@ -11,8 +11,9 @@ import streamlit as st
 
 from softmax_core.figures.digits import weight_evolution, weight_grid
 from softmax_core.runs import RunError
-from pages.run_arrays import evolution, evolution_epochs, weights
-from pages.session import literal, page_header, pick_run
+from ui.run_arrays import evolution, evolution_epochs, weights
+from ui.pages_mode import run_through_app
+from ui.session import literal, page_header, pick_run
 
 WEIGHT_NOTE = ("Hover a pixel for its exact weight. The colour scale ends at the 99th percentile of |W|, "
                "so the few most extreme weights saturate.")
@@ -30,48 +31,53 @@ def frame_epochs(epochs: int, chosen: int) -> tuple[int, ...]:
     return tuple(sorted(sample | {chosen, epochs - 1}))
 
 
-page_header(
-    "Weights",
-    "Each digit's 784 weights drawn as a 28x28 template, on one colour scale centred on zero: "
-    "red pixels are where ink votes for the digit, blue where ink votes against it.",
-)
+def main() -> None:
+    run_through_app()
+    page_header(
+        "Weights",
+        "Each digit's 784 weights drawn as a 28x28 template, on one colour scale centred on zero: "
+        "red pixels are where ink votes for the digit, blue where ink votes against it.",
+    )
 
-run = pick_run("weights_run")
-if run is None:
-    st.stop()
-
-W, b = weights(run)
-final = run.final
-left, middle, right, last = st.columns(4)
-left.metric("Test accuracy", f"{final['test_accuracy']:.2%}" if "test_accuracy" in final else "–")
-middle.metric("Epochs trained", run.epochs_completed)
-right.metric("Largest |weight|", f"{np.abs(W).max():.3f}")
-last.metric("Bias range", f"{b.min():+.2f} … {b.max():+.2f}")
-
-final_tab, evolution_tab = st.tabs(["Final templates", "Epoch by epoch"])
-
-with final_tab:
-    st.plotly_chart(weight_grid(W), theme=None, key="weights_grid",
-                    config={"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"]})
-    st.caption(WEIGHT_NOTE + (ADAM_NOTE if run.config and run.config.optimizer == "adam" else ""))
-
-with evolution_tab:
-    try:
-        epochs = evolution_epochs(run)
-    except RunError as exc:
-        st.info(f"This run kept no per-epoch weights ({literal(exc)}).", icon=":material/history:")
+    run = pick_run("weights_run")
+    if run is None:
         st.stop()
-    if epochs == 1:
-        st.caption("This run trained a single epoch: there is one snapshot to show.")
-    picked = frame_epochs(epochs, epochs - 1)
-    try:
-        stack = evolution(run, picked)
-    except RunError as exc:
-        st.info(f"This run's per-epoch weights cannot be read ({literal(exc)}).", icon=":material/history:")
-        st.stop()
-    st.plotly_chart(weight_evolution(stack, start=len(picked) - 1, epochs=[e + 1 for e in picked], total=epochs),
-                    theme=None, key="weights_evolution",
-                    config={"displayModeBar": False})  # the toolbar would cover Play
-    sampled = f" ▶ Play steps through {len(picked)} of the {epochs} epochs." if len(picked) < epochs else ""
-    st.caption("One colour scale spans every epoch, so the templates visibly sharpen and strengthen "
-               "as training goes on." + sampled)
+
+    W, b = weights(run)
+    final = run.final
+    left, middle, right, last = st.columns(4)
+    left.metric("Test accuracy", f"{final['test_accuracy']:.2%}" if "test_accuracy" in final else "–")
+    middle.metric("Epochs trained", run.epochs_completed)
+    right.metric("Largest |weight|", f"{np.abs(W).max():.3f}")
+    last.metric("Bias range", f"{b.min():+.2f} … {b.max():+.2f}")
+
+    final_tab, evolution_tab = st.tabs(["Final templates", "Epoch by epoch"])
+
+    with final_tab:
+        st.plotly_chart(weight_grid(W), theme=None, key="weights_grid",
+                        config={"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"]})
+        st.caption(WEIGHT_NOTE + (ADAM_NOTE if run.config and run.config.optimizer == "adam" else ""))
+
+    with evolution_tab:
+        try:
+            epochs = evolution_epochs(run)
+        except RunError as exc:
+            st.info(f"This run kept no per-epoch weights ({literal(exc)}).", icon=":material/history:")
+            st.stop()
+        if epochs == 1:
+            st.caption("This run trained a single epoch: there is one snapshot to show.")
+        picked = frame_epochs(epochs, epochs - 1)
+        try:
+            stack = evolution(run, picked)
+        except RunError as exc:
+            st.info(f"This run's per-epoch weights cannot be read ({literal(exc)}).", icon=":material/history:")
+            st.stop()
+        st.plotly_chart(weight_evolution(stack, start=len(picked) - 1, epochs=[e + 1 for e in picked], total=epochs),
+                        theme=None, key="weights_evolution",
+                        config={"displayModeBar": False})  # the toolbar would cover Play
+        sampled = f" ▶ Play steps through {len(picked)} of the {epochs} epochs." if len(picked) < epochs else ""
+        st.caption("One colour scale spans every epoch, so the templates visibly sharpen and strengthen "
+                   "as training goes on." + sampled)
+
+
+main()

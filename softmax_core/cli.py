@@ -316,7 +316,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    runs = _store(args).list()
+    runs = _store(args).all_runs()
     payload = {"runs": [_run_summary(r) for r in runs]}
     header = f"{'run':24} {'status':11} {'epochs':>6} {'test acc':>8} {'seconds':>8}  settings"
     lines = [header] + [_run_line(r) for r in runs] if runs else ["no runs yet: python -m softmax_core train"]

@@ -295,7 +295,3 @@ def load_mnist(data_dir: str | os.PathLike | None = None, allow_download: bool =
         if folder not in _loaded:
             _loaded[folder] = parse_folder(folder)
         return _loaded[folder]
-
-
-def one_hot(labels: np.ndarray) -> np.ndarray:
-    return np.eye(CLASSES, dtype=np.float32)[labels]

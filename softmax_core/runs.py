@@ -278,7 +278,7 @@ class RunStore:
         except OSError as exc:
             raise RunError(f"the run store cannot be read ({exc.strerror})") from None
 
-    def list(self) -> list[RunInfo]:
+    def all_runs(self) -> list[RunInfo]:
         """Every run, newest first, from a summary cached per run until one of its files changes.
 
         Summaries hold per-epoch metrics without step losses and load no arrays, so listing a

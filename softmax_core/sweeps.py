@@ -96,7 +96,7 @@ def submit_sweep(service: JobService, store: RunStore, base: TrainConfig,
 def saved_sweeps(store: RunStore) -> dict[str, list[RunInfo]]:
     """Saved runs grouped by sweep id, newest sweep first, runs in the order they were trained."""
     grouped: dict[str, list[RunInfo]] = {}
-    for run in store.list():
+    for run in store.all_runs():
         if run.sweep and run.sweep.startswith(SWEEP_PREFIX):  # not the trials of an Optuna study
             grouped.setdefault(run.sweep, []).append(run)
     return {sweep: sorted(runs, key=lambda r: r.created) for sweep, runs in sorted(grouped.items(), reverse=True)}

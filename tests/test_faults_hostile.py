@@ -123,9 +123,9 @@ HOSTILE = {
 
 
 def list_with_deadline(store: RunStore) -> dict:
-    """store.list() in a thread: a read that blocks (a FIFO) fails the test instead of hanging it."""
+    """store.all_runs() in a thread: a read that blocks (a FIFO) fails the test instead of hanging it."""
     result: dict = {}
-    worker = threading.Thread(target=lambda: result.update({r.run_id: r for r in store.list()}), daemon=True)
+    worker = threading.Thread(target=lambda: result.update({r.run_id: r for r in store.all_runs()}), daemon=True)
     worker.start()
     worker.join(WAIT)
     assert not worker.is_alive(), "listing the runs hung"
@@ -191,7 +191,7 @@ def test_a_small_npz_that_inflates_to_a_gigabyte_is_refused_before_inflating(tmp
     store = RunStore(root)
     tracemalloc.start()
     try:
-        runs = {r.run_id: r for r in store.list()}
+        runs = {r.run_id: r for r in store.all_runs()}
         with pytest.raises(RunError, match="claims"):
             store.load_weights(BROKEN)
         with pytest.raises(RunError):
@@ -228,7 +228,7 @@ def test_listing_reads_no_array_data(tmp_path, trained):
     raw[2000] ^= 0xFF  # inside W's data (header is the first ~200 bytes of the stored member)
     weights.write_bytes(bytes(raw))
     store = RunStore(root)
-    assert {r.run_id: r.status for r in store.list()} == {GOOD: "completed", BROKEN: "completed"}
+    assert {r.run_id: r.status for r in store.all_runs()} == {GOOD: "completed", BROKEN: "completed"}
     with pytest.raises(RunError, match="cannot be loaded safely"):
         store.load_weights(BROKEN)
 
@@ -237,15 +237,15 @@ def test_a_cached_listing_rereads_a_run_only_when_its_files_change(tmp_path, tra
     root = tmp_path / "runs"
     store_with(trained, root)
     store = RunStore(root)
-    store.list()
+    store.all_runs()
     reads: list[Path] = []
     real = runs_module.safe_read.read_json_object
     monkeypatch.setattr(runs_module.safe_read, "read_json_object", lambda p, limit: reads.append(p) or real(p, limit))
-    store.list()
+    store.all_runs()
     assert reads == [], "unchanged runs are not read again"
     status = json.loads((root / BROKEN / "status.json").read_text())
     (root / BROKEN / "status.json").write_text(json.dumps({**status, "status": "stopped", "message": "later"}))
-    runs = {r.run_id: r for r in store.list()}
+    runs = {r.run_id: r for r in store.all_runs()}
     assert {p.parent.name for p in reads} == {BROKEN}
     assert runs[BROKEN].status == "stopped" and runs[BROKEN].message == "later"
 
@@ -255,7 +255,7 @@ def test_a_metrics_file_over_the_step_limit_is_read_without_its_step_losses(tmp_
     store_with(trained, root)
     store = RunStore(root)
     assert all(row["step_losses"] for row in store.get(GOOD).metrics), "a normal run keeps its step losses"
-    assert not any(row["step_losses"] for r in store.list() for row in r.metrics), "listings never carry them"
+    assert not any(row["step_losses"] for r in store.all_runs() for row in r.metrics), "listings never carry them"
     assert store.summary(GOOD).metrics[-1]["test_accuracy"] == store.get(GOOD).final["test_accuracy"]
     assert not any(row["step_losses"] for row in store.summary(GOOD).metrics)
     monkeypatch.setattr(runs_module, "STEPS_LIMIT", 1000)

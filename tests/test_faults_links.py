@@ -19,7 +19,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from apptest import PROJECT, WAIT, open_page
-from pages.session import literal
+from ui.session import literal
 from test_faults_hostile import BROKEN, GOOD, HOSTILE, metrics_edit, with_key
 from test_pages_inspect import array
 

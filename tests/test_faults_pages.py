@@ -21,7 +21,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from apptest import PROJECT, curve_epochs, open_page
-from pages.session import literal
+from ui.session import literal
 from softmax_core.figures.curves import ACCURACY_AXIS, LOSS_AXIS
 
 from softmax_core.config import TrainConfig

@@ -166,7 +166,7 @@ def test_sigkill_mid_run_lists_as_interrupted_and_spares_other_runs(tmp_path, tr
         proc.kill()
         proc.wait()
 
-    runs = {r.run_id: r for r in RunStore(root).list()}  # as a restarted server sees them
+    runs = {r.run_id: r for r in RunStore(root).all_runs()}  # as a restarted server sees them
     killed = runs.pop(killed_id)
     assert killed.status == "interrupted" and killed.error == ""
     assert killed.epochs_completed >= 2
@@ -252,7 +252,7 @@ def test_corrupted_run_is_unreadable_with_the_reason_and_the_rest_work(tmp_path,
     broken = copy_run(trained_run, root, "20000101-000000-bbbbbb")
     damage(broken, marker)
     store = RunStore(root)
-    runs = {r.run_id: r for r in store.list()}
+    runs = {r.run_id: r for r in store.all_runs()}
     assert runs[broken.name].status == "unreadable" and reason in runs[broken.name].error
     assert runs[intact].status == "completed" and runs[intact].epochs_completed == 2
     for run in runs.values():  # what the runs page and `runs` CLI read of every run
@@ -291,7 +291,7 @@ def test_run_deleted_while_listing_is_left_out(tmp_path, trained_run):
             shutil.rmtree(self.root / gone)
             return ids
 
-    assert [r.run_id for r in RacingStore(root).list()] == [keep]
+    assert [r.run_id for r in RacingStore(root).all_runs()] == [keep]
 
 
 def test_deleting_a_symlinked_run_removes_the_link_not_its_target(tmp_path, trained_run):
@@ -303,7 +303,7 @@ def test_deleting_a_symlinked_run_removes_the_link_not_its_target(tmp_path, trai
     store = RunStore(root)
     assert store.get("20000101-000000-aaaaaa").status == "completed"
     store.delete("20000101-000000-aaaaaa")
-    assert store.list() == [] and fingerprint(target) == before
+    assert store.all_runs() == [] and fingerprint(target) == before
 
 
 # --- run ids from outside ----------------------------------------------------------------------

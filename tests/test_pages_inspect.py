@@ -175,7 +175,7 @@ def test_draw_page_trains_a_first_model_on_request(runs_dir: Path, mnist: Mnist)
     at = open_page("pages/draw.py")
     at.button(key="draw_train").click().run(timeout=WAIT)
     assert not at.exception, [e.message for e in at.exception]
-    runs = RunStore(runs_dir).list()
+    runs = RunStore(runs_dir).all_runs()
     assert len(runs) == 1 and runs[0].status == "completed" and runs[0].epochs_completed == TrainConfig().epochs
     assert any("Draw a digit" in m.value for m in at.markdown)
     draw(at, digit_on_canvas(mnist.images("test", 0)))

@@ -31,7 +31,7 @@ def test_round_trip(tmp_path):
     for epoch in (1, 2):
         writer.record_epoch(metrics_row(epoch), *weights(epoch))
     writer.finish("completed")
-    [run] = store.list()
+    [run] = store.all_runs()
     assert (run.run_id, run.status, run.config, run.sweep) == (writer.run_id, "completed", config, "sweep-1")
     assert run.epochs_completed == 2 and run.final["train_loss"] == 0.5 and "step_losses" not in run.final
     W, b = store.load_weights(run.run_id)
@@ -43,7 +43,7 @@ def test_round_trip(tmp_path):
     assert store.metrics_csv(run.run_id).splitlines()[0].startswith("epoch,train_loss")
     assert len(store.metrics_csv(run.run_id).splitlines()) == 3
     store.delete(run.run_id)
-    assert store.list() == []
+    assert store.all_runs() == []
 
 
 def test_running_run_of_a_dead_process_lists_as_interrupted(tmp_path):

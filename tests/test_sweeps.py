@@ -69,7 +69,7 @@ def test_stop_ends_the_current_run_and_starts_no_more(mnist: Mnist, runs_dir: Pa
     stop = threading.Event()
     runs = run_sweep(TUTORIAL_BASE, GRID, mnist, RunStore(runs_dir), on_run=lambda info: stop.set(), stop=stop)
     assert len(runs) == 1
-    assert len(RunStore(runs_dir).list()) == 1
+    assert len(RunStore(runs_dir).all_runs()) == 1
 
 
 def test_a_submitted_sweep_is_jobs_in_the_lab_queue(mnist: Mnist, runs_dir: Path) -> None:

@@ -36,7 +36,7 @@ def searched(mnist, tmp_path_factory):
 
 def test_every_trial_is_a_run_tagged_with_the_study(searched):
     store, study, summary, seen = searched
-    runs = {run.run_id: run for run in store.list()}
+    runs = {run.run_id: run for run in store.all_runs()}
     assert len(runs) == len(seen) == len(study.trials)
     for trial in seen:
         run = runs[trial.user_attrs["run_id"]]
@@ -101,9 +101,9 @@ def test_two_processes_share_one_study_through_the_journal_file(tmp_path):
     study = tune.load_study(store, "shared")
     assert len(study.trials) == 4 and {t.number for t in study.trials} == {0, 1, 2, 3}
     run_ids = {t.user_attrs["run_id"] for t in study.trials}
-    assert run_ids == {run.run_id for run in store.list()} and len(run_ids) == 4
-    assert {run.sweep for run in store.list()} == {"shared"}
-    writers = {json.loads((run.path / "status.json").read_text())["pid"] for run in store.list()}
+    assert run_ids == {run.run_id for run in store.all_runs()} and len(run_ids) == 4
+    assert {run.sweep for run in store.all_runs()} == {"shared"}
+    writers = {json.loads((run.path / "status.json").read_text())["pid"] for run in store.all_runs()}
     assert len(writers) == 2  # both processes trained trials of the one study
     # the process that finished last saw all four trials
     assert max(r["trials_completed"] + r["trials_pruned"] for r in last) == 4
@@ -148,7 +148,7 @@ def test_the_sweep_page_runs_an_optuna_search_in_the_job_queue(mnist, runs_dir) 
     search.thread.join(WAIT)
     at.run()
     assert not at.exception, [e.message for e in at.exception]
-    runs = [r for r in RunStore(runs_dir).list() if r.sweep == study]
+    runs = [r for r in RunStore(runs_dir).all_runs() if r.sweep == study]
     assert len(runs) == 3 and {r.status for r in runs} <= {"completed", "pruned", "diverged"}
     assert shared_service().snapshot(runs[0].run_id) is not None  # trained by the job service, not the page
     titles = {json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")}

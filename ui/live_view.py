@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from pages.session import DRAWING_KEY, run_store
+from ui.session import DRAWING_KEY, run_store
 from softmax_core.data import CLASSES, PIXELS
 from softmax_core.evolution import answers_by_epoch, weight_history
 from softmax_core.figures.live import curve_data, curve_spec

@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 
 from softmax_core.data import DataError, Mnist, load_mnist
 from softmax_core.jobs import JobService, JobSnapshot, shared_service
+from softmax_core.config import ConfigError
 from softmax_core.runs import RunError, RunInfo, RunStore, check_run_id, default_root
 
 
 TRAIN_PAGE = "pages/train.py"
 RUN_PARAM = "run"
 """The query parameter that names the run a page shows, so links and reloads keep it."""
-OPTIMIZER_NAMES = {"sgd": "SGD (the tutorial's)", "momentum": "SGD + momentum 0.9", "adam": "Adam"}
-SCHEDULE_NAMES = {"constant": "constant", "cosine": "cosine decay to 0"}
 """How the Train and Sweep pages name the settings' choices."""
 DRAWING_KEY = "drawn_digit"
 """The last digit drawn on Draw (28x28, as the model sees it); Train scores it with every epoch."""
@@ -123,7 +120,7 @@ def run_label(info: RunInfo) -> str:
 def saved_runs(store: RunStore) -> list[RunInfo]:
     """All runs, newest first by creation time; a store that cannot be read stops the page with why."""
     try:
-        return store.list()
+        return store.all_runs()
     except RunError as exc:
         st.error(f"The run store cannot be read: {literal(exc)}", icon=":material/folder_off:")
         st.stop()
@@ -135,7 +132,8 @@ def runs_with_weights(store: RunStore) -> list[RunInfo]:
     return [r for r in saved_runs(store) if r.status != "unreadable" and r.epochs_completed >= 1]
 
 
-def _run_from_url() -> str | None:
+def url_run_id() -> str | None:
+    """The run a link or a reload names (``?run=``), when it is a valid run id."""
     value = st.query_params.get(RUN_PARAM)
     if not value:
         return None
@@ -154,7 +152,7 @@ def pick_run(key: str, label: str = "Run") -> RunInfo | None:
         st.page_link(TRAIN_PAGE, label="Train a model", icon=":material/model_training:")
         return None
     by_id = {r.run_id: r for r in runs}
-    wanted = _run_from_url()
+    wanted = url_run_id()
     if wanted and wanted not in by_id:
         st.caption(f"Run `{wanted}` from the link has no saved weights here; showing the newest run.")
         wanted = None
@@ -166,51 +164,58 @@ def pick_run(key: str, label: str = "Run") -> RunInfo | None:
     return by_id[chosen]
 
 
-_ENTERED = "_softmax_lab_entered"
-_this_run = threading.local()
-"""Per script run (Streamlit runs each in a thread of its own): did dashboard.py's navigation run?"""
+RUN_LINKS = (("pages/weights.py", "Its weight templates", ":material/grid_on:"),
+             ("pages/draw.py", "Draw a digit for it", ":material/draw:"),
+             ("pages/errors.py", "Its mistakes", ":material/rule:"))
 
 
-def navigation_ready() -> None:
-    """Called by dashboard.py right after ``st.navigation``: this run goes through the app."""
-    _this_run.navigated = True
+def run_links(run_id: str) -> None:
+    """Links from a run to the pages that inspect it, in one row."""
+    with st.container(horizontal=True, gap="medium"):
+        for page, label, icon in RUN_LINKS:
+            st.page_link(page, label=label, icon=icon, query_params={RUN_PARAM: run_id})
 
 
-def _through_entrypoint() -> None:
-    """Make a page that Streamlit ran bare go through dashboard.py instead.
-
-    Streamlit takes a folder named ``pages/`` for a v1 multipage app until some session has
-    called ``st.navigation``: a shared link or a reload after a restart would then run the page
-    bare (no page config, no navigation, the raw file list in the sidebar). Clearing the flag and
-    rerunning sends this very request through the entry script, which keeps the page asked for.
-    The test is per run, not the global flag: after a restart the reconnecting tab and a reload
-    start bare at once, and the first to clear the flag must not leave the other one bare.
-    Only a session's first run is rerun: a rerun later would drop the widget event behind it.
-    """
-    navigated, _this_run.navigated = getattr(_this_run, "navigated", False), False
-    if navigated:
-        return
-    PagesManager.uses_pages_directory = False
-    if not st.session_state.get(_ENTERED):  # a session's first run: no widget event to lose
-        st.session_state[_ENTERED] = True
-        st.rerun()
+def config_refused(exc: ConfigError) -> None:
+    """A setting the lab refused, named next to Start; the refused value shown literally."""
+    st.error(f"Not started: **{exc.field}** {literal(str(exc).removeprefix(exc.field + ': '))}",
+             icon=":material/block:")
 
 
 def page_header(title: str, caption: str) -> None:
     """The one title + caption style of every page."""
-    _through_entrypoint()
     st.title(title, anchor=False)
     st.caption(caption)
 
 
+ETA_FROM = 0.25
+"""Time left is estimated once a quarter of the first epoch is done (progress streams within an epoch)."""
+
+
+def time_left(snap: JobSnapshot) -> str:
+    """'about 12 s left', or '' while there is too little progress to tell."""
+    if snap.eta is None or snap.progress * snap.config.epochs < ETA_FROM:
+        return ""
+    return f"about {snap.eta:.0f} s left" if snap.eta < 120 else f"about {snap.eta / 60:.0f} min left"
+
+
+def progress_text(snap: JobSnapshot) -> str:
+    """A running job's epoch, epochs to go, seconds so far and time left: the Train page's progress bar."""
+    epochs = snap.config.epochs
+    epoch = min(int(snap.progress * epochs) + 1, epochs)
+    to_go = f" · {epochs - epoch} more to go" if epochs - epoch else " · the last one"
+    left = time_left(snap)
+    return f"Epoch {epoch} of {epochs}{to_go} · {snap.elapsed:.1f} s{' · ' + left if left else ''}"
+
+
 def job_line(snap: JobSnapshot) -> str:
-    """One line of a job's state: queue position, or epoch, progress and time left."""
+    """One short line of a job's state for Running now: queue position, or epoch and time left."""
     if snap.status == "queued":
         return f"queued · #{snap.position} in line"
     epoch = min(int(snap.progress * snap.config.epochs) + 1, snap.config.epochs)
-    left = f" · ~{snap.eta:.0f} s left" if snap.eta is not None else ""
+    left = time_left(snap)
     state = "stopping" if snap.stopping else f"epoch {epoch}/{snap.config.epochs} · {snap.progress:.0%}"
-    return f"{state}{left}"
+    return f"{state}{' · ' + left if left else ''}"
 
 
 RUNNING_NOW_ROWS = 5

@@ -11,8 +11,9 @@ import streamlit as st
 
 from softmax_core.analysis import Predictions, predictions
 from softmax_core.data import Mnist
+from softmax_core.model import predict_proba
 from softmax_core.runs import RunError, RunInfo, RunStore
-from pages.session import literal, run_store
+from ui.session import literal, run_store
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -32,7 +33,6 @@ def _evolution(root: str, run_id: str, epochs: int, picked: tuple[int, ...]) -> 
 
 @st.cache_data(max_entries=16, show_spinner="Scoring the 10,000 test digits …")
 def _predictions_on_test(root: str, run_id: str, epochs: int, _data: Mnist) -> Predictions:
-    from softmax_core.model import predict_proba  # TensorFlow is imported only where it is used
 
     W, b = RunStore(root).load_weights(run_id)
     return predictions(predict_proba(W, b, _data.images("test")), _data.test_y)
