@@ -155,26 +155,25 @@ def test_a_reload_shows_the_run_from_the_store(mnist: Mnist, runs_dir: Path) -> 
     assert any("test accuracy" in s.value for s in at.success)
 
 
-def test_a_run_whose_server_died_shows_as_interrupted(mnist: Mnist, runs_dir: Path) -> None:
-    """A run created by another process that then exited, as after a server restart."""
+def run_of_a_dead_process(runs_dir: Path, settings: str, status: str) -> str:
+    """A run another process created as ``status`` and then left by exiting, as a killed server does."""
     made = subprocess.run(
-        [sys.executable, "-c", "import sys; from softmax_core.runs import RunStore; from softmax_core.config "
-         "import TrainConfig; print(RunStore(sys.argv[1]).create(TrainConfig(epochs=7, optimizer='sgd')).run_id)",
+        [sys.executable, "-c", "import sys; from softmax_core.runs import RunStore; from softmax_core.config import "
+         f"TrainConfig; print(RunStore(sys.argv[1]).create(TrainConfig({settings}), status='{status}').run_id)",
          str(runs_dir)],
         capture_output=True, text=True, check=True, cwd=PROJECT)
-    at = open_page("pages/train.py", run=made.stdout.strip())
+    return made.stdout.strip()
+
+
+def test_a_run_whose_server_died_shows_as_interrupted(mnist: Mnist, runs_dir: Path) -> None:
+    at = open_page("pages/train.py", run=run_of_a_dead_process(runs_dir, "epochs=7, optimizer='sgd'", "running"))
     assert any("interrupted" in w.value for w in at.warning)
     assert not at.get("vega_lite_chart")
     assert at.number_input(key="epochs").value == 7 and at.selectbox(key="optimizer").value == "sgd"
 
 
 def test_a_queued_run_of_a_dead_server_shows_as_cancelled(mnist: Mnist, runs_dir: Path) -> None:
-    made = subprocess.run(
-        [sys.executable, "-c", "import sys; from softmax_core.runs import RunStore; from softmax_core.config "
-         "import TrainConfig; print(RunStore(sys.argv[1]).create(TrainConfig(), status='queued').run_id)",
-         str(runs_dir)],
-        capture_output=True, text=True, check=True, cwd=PROJECT)
-    at = open_page("pages/train.py", run=made.stdout.strip())
+    at = open_page("pages/train.py", run=run_of_a_dead_process(runs_dir, "", "queued"))
     assert any("cancelled before it started" in i.value for i in at.info)
 
 

@@ -12,22 +12,28 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from playwright.sync_api import expect
 
+from bench.classroom import children
 from softmax_core.runs import RunStore
 
 from .dom import exception_texts, save_screenshot, wait_for_points, wait_idle
 
 pytestmark = pytest.mark.browser
 
-SLOW_RUN = "train?batch_size=10&epochs=60"
-"""Long enough (about 0.5 s an epoch) that the kill always lands mid-run."""
+SLOW_RUN = "train?batch_size=2&epochs=500"
+"""27,500 steps an epoch, 500 epochs: the kill lands mid-run however fast the machine."""
 
 
-def test_restarted_server_shows_the_run_as_interrupted(new_page, server) -> None:
+def slow_run_training(new_page):
+    """A page whose slow run has finished an epoch; the page and the run id."""
     page = new_page(SLOW_RUN)
     page.get_by_role("button", name="Start training").click()
     page.wait_for_url(re.compile(r"[?&]run="))
-    run_id = parse_qs(urlparse(page.url).query)["run"][0]
     wait_for_points(page, "train_loss_chart", "train loss")
+    return page, parse_qs(urlparse(page.url).query)["run"][0]
+
+
+def test_restarted_server_shows_the_run_as_interrupted(new_page, server) -> None:
+    page, run_id = slow_run_training(new_page)
 
     server.kill()
     server.start()
@@ -42,30 +48,14 @@ def test_restarted_server_shows_the_run_as_interrupted(new_page, server) -> None
 
     info = RunStore(server.runs_dir).get(run_id)
     assert info.status == "interrupted"
-    assert 1 <= info.epochs_completed < 60
+    assert 1 <= info.epochs_completed < 500
     wait_for_points(page, "train_loss_chart", "train loss", exactly=info.epochs_completed)
     RunStore(server.runs_dir).load_weights(run_id)
 
 
-def worker_pids(server_pid: int) -> list[int]:
-    """The server's child processes: its job service's training worker."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == server_pid:
-                pids.append(int(entry.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return pids
-
-
 def test_sigterm_records_the_running_run_as_stopped_and_leaves_no_worker(new_page, server) -> None:
-    page = new_page(SLOW_RUN)
-    page.get_by_role("button", name="Start training").click()
-    page.wait_for_url(re.compile(r"[?&]run="))
-    run_id = parse_qs(urlparse(page.url).query)["run"][0]
-    wait_for_points(page, "train_loss_chart", "train loss")
-    workers = worker_pids(server.process.pid)
+    page, run_id = slow_run_training(new_page)
+    workers = children(server.process.pid)
     assert workers, "the job service's worker is a child of the server"
 
     os.kill(server.process.pid, signal.SIGTERM)  # the server alone, as Ctrl-C or a service manager would
