@@ -37,7 +37,7 @@ def clear_canvas() -> None:
 @st.cache_resource(show_spinner=False)
 def references() -> np.ndarray:
     """10,000 real training digits, to tell a drawing that looks like none of them."""
-    return reference_digits(mnist().train_x)
+    return reference_digits(mnist())
 
 
 SUM_TO_ONE = ("A softmax has no \"none of these\" answer: it turns ten scores into ten shares of 100%, so "

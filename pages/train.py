@@ -23,6 +23,8 @@ RUN_KEY = "train_run"
 """The run id this browser session started last, shown when the URL names no run."""
 STATUS_POLL_SECONDS = 0.5
 RESULTS_POLL_SECONDS = 1.0
+POLLING_KEY = "train_polling"
+"""The run whose live panels this session is polling: its end reruns the page once, to stop them."""
 """Results change once an epoch (0.3 s or more); a second's delay is the price of a quieter browser."""
 
 
@@ -104,22 +106,30 @@ def progress_bar(snap: JobSnapshot) -> None:
     st.progress(min(snap.progress, 1.0), text=progress_text(snap))
 
 
-@st.fragment(run_every=STATUS_POLL_SECONDS)
-def live_status(run_id: str) -> None:
-    """Progress, Stop and a caption, every half second from the job service, in any session; once
-    the run ends, its outcome and links in the same places (polling on, which then changes nothing).
+def status_panel(run_id: str, queued: bool) -> None:
+    """Progress, Stop and a caption from the job service, in any session; a finished run's outcome.
 
-    Stop's callback runs before this rerun, so "Stopping" shows in the very next redraw.
+    While polling (``live_status``), the whole page reruns once when the job starts (``queued``
+    when the page was drawn) or ends: the finished page draws the same panels as fragments that do
+    not poll, in the same places, so nothing remounts and a finished page stops asking the server
+    (a room of twenty finished pages would otherwise keep it busy). Stop's callback runs before
+    the next redraw, so "Stopping" shows at once.
     """
     snap = job_service().snapshot(run_id)
     if snap is None:
         st.rerun()  # the service forgot the run: the whole page shows it from the store
     if snap.done:
+        if st.session_state.get(POLLING_KEY) == run_id:
+            st.session_state.pop(POLLING_KEY)
+            st.rerun()
         outcome(snap.status, snap.message, snap.history, snap.elapsed)
         if snap.history:
             run_links(run_id)
             st.caption("Final epoch; changes are since epoch 1.")
         return
+    if queued and snap.status != "queued":
+        st.rerun()
+    st.session_state[POLLING_KEY] = run_id
     if snap.status == "queued":
         why = ("the training process is starting (TensorFlow loads once per server)" if job_service().warming
                else "starts when a training slot is free")
@@ -139,8 +149,7 @@ def live_status(run_id: str) -> None:
                    "(changes are since the epoch before).")
 
 
-@st.fragment(run_every=RESULTS_POLL_SECONDS)
-def live_results(run_id: str) -> None:
+def results_panel(run_id: str) -> None:
     """Numbers, curves and templates, polled apart from the status and less often: they change once
     an epoch, and every element keeps its place (see ``ui.live_view``), so a poll between epochs
     sends the browser nothing new."""
@@ -148,6 +157,12 @@ def live_results(run_id: str) -> None:
     if snap is None or (snap.done and not snap.history):
         return
     run_details(run_id, snap.history, live=not snap.done)
+
+
+live_status = st.fragment(status_panel, run_every=STATUS_POLL_SECONDS)
+live_results = st.fragment(results_panel, run_every=RESULTS_POLL_SECONDS)
+final_status = st.fragment(status_panel)
+final_results = st.fragment(results_panel)
 
 
 def outcome(status: str, message: str, history: list, seconds: float | None) -> None:
@@ -180,11 +195,6 @@ def outcome(status: str, message: str, history: list, seconds: float | None) -> 
                 icon=":material/content_cut:")
     else:
         st.error(f"Training failed. {literal(message)}", icon=":material/error:")
-
-
-def finished_job(snap: JobSnapshot) -> None:
-    run_result(snap.run_id, snap.status, snap.message, snap.history, snap.elapsed,
-               "Final epoch; changes are since epoch 1.")
 
 
 def saved_run(info: RunInfo) -> None:
@@ -251,10 +261,12 @@ def main() -> None:
             if url_run_id() is None:
                 st.query_params.update({**to_query(snap.config), RUN_PARAM: snap.run_id})
             if snap.done:
-                finished_job(snap)
+                final_status(snap.run_id, queued=False)
+                final_results(snap.run_id)
             else:
-                live_status(snap.run_id)
-                live_results(snap.run_id)
+                live_status(snap.run_id, queued=snap.status == "queued")
+                if snap.status == "running":
+                    live_results(snap.run_id)
         elif saved is not None:
             saved_run(saved)
         elif wanted is not None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import CLASSES, IMAGE_SIDE, PIXELS
+from .data import CLASSES, IMAGE_SIDE, PIXELS, Mnist
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,11 +101,9 @@ MIN_SIMILARITY = 0.69
 REFERENCE_DIGITS = 10_000
 
 
-def reference_digits(train_x: np.ndarray) -> np.ndarray:
+def reference_digits(data: Mnist) -> np.ndarray:
     """Unit-length rows of the first ``REFERENCE_DIGITS`` train images, for ``digit_doubts``."""
-    rows = np.asarray(train_x[:REFERENCE_DIGITS], np.float32).reshape(-1, PIXELS)
-    if rows.size and rows.max() > 1.5:
-        rows = rows / 255.0
+    rows = data.images("train", slice(0, REFERENCE_DIGITS))
     return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
 
 

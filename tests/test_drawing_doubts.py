@@ -19,7 +19,7 @@ SIDE = 280
 
 @pytest.fixture(scope="module")
 def references(mnist: Mnist) -> np.ndarray:
-    return reference_digits(mnist.train_x)
+    return reference_digits(mnist)
 
 
 def drawn(*strokes: list[tuple[int, int]], dot: tuple[int, int] | None = None) -> np.ndarray:
@@ -37,7 +37,7 @@ def doubts(canvas: np.ndarray, references: np.ndarray) -> list[str]:
 
 
 def test_real_test_digits_are_taken_for_digits(mnist: Mnist, references: np.ndarray) -> None:
-    images = np.asarray(mnist.test_x[:2000], np.float32).reshape(-1, 28, 28)
+    images = mnist.images("test", slice(0, 2000)).reshape(-1, 28, 28)
     images = images / 255.0 if images.max() > 1.5 else images
     doubted = sum(bool(digit_doubts(image, 0.8, references)) for image in images)
     assert doubted / len(images) < 0.03, doubted

@@ -222,7 +222,7 @@ RUNNING_NOW_ROWS = 5
 """Jobs listed with their own Stop; a room of twenty queued runs would otherwise fill the page."""
 
 
-@st.fragment(run_every=1.0)
+@st.fragment(run_every=2.0)
 def running_now(exclude: str | None = None) -> None:
     """Every queued and running job of this server, from any session, each with Stop."""
     jobs = [j for j in job_service().active() if j.run_id != exclude]
