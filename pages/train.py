@@ -168,7 +168,7 @@ final_results = st.fragment(results_panel)
 def outcome(status: str, message: str, history: list, seconds: float | None) -> None:
     """How a run ended, in words; never a traceback."""
     n = len(history)
-    trouble = loss_trouble(history) if status in ("completed", "stopped") else None
+    trouble = loss_trouble(history) if status == "completed" else None
     if trouble:
         final = history[-1] if isinstance(history[-1], dict) else history[-1].to_dict()
         st.warning(f"Finished at {final['test_accuracy']:.2%} test accuracy, but {trouble}. The learning rate "

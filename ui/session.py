@@ -10,6 +10,11 @@ import os
 import re
 import time
 
+# Plotly takes pandas from sys.modules when it is there: two sessions starting at once could hand
+# one a half-imported pandas ("partially initialized module 'pandas' has no attribute 'Series'",
+# seen on Home in the browser suite). Every page imports this module first, so pandas is whole
+# before any figure is built.
+import pandas  # noqa: F401
 import streamlit as st
 
 from softmax_core.data import DataError, Mnist, load_mnist
