@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from made_runs import completed_sgd_run
 from PIL import Image
 
-from softmax_core.config import TrainConfig
 from softmax_core.data import load_mnist
-from softmax_core.record import record_run
 from softmax_core.runs import RunStore
 
 WAIT = 180.0
@@ -61,11 +60,8 @@ def only_error_line(done: subprocess.CompletedProcess) -> str:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, str]:
     """A runs folder holding one real completed run (sgd, 2 epochs), and the run's id."""
-    root = tmp_path_factory.mktemp("runs")
-    config = TrainConfig(learning_rate=0.5, optimizer="sgd", schedule="constant", batch_size=1000, epochs=2)
-    run_id, status, _ = record_run(RunStore(root), config, load_mnist(allow_download=False))
-    assert status == "completed"
-    return root, run_id
+    run = completed_sgd_run(tmp_path_factory.mktemp("runs"), epochs=2)
+    return run.parent, run.name
 
 
 def runs_in(root: Path) -> list[str]:

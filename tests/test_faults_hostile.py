@@ -16,17 +16,19 @@ import tempfile
 import threading
 import tracemalloc
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
+from made_runs import completed_sgd_run
 from PIL import Image
 
 from softmax_core import runs as runs_module
 from softmax_core.config import ConfigError, TrainConfig
 from softmax_core.data import load_mnist
 from softmax_core.preprocess import image_file_to_mnist
-from softmax_core.record import record_run
 from softmax_core.runs import RunError, RunStore
 
 WAIT = 180.0
@@ -43,11 +45,7 @@ def data():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data) -> Path:
     """One real completed run (sgd, 2 epochs) to copy into each test's store."""
-    store = RunStore(tmp_path_factory.mktemp("source"))
-    config = TrainConfig(learning_rate=0.5, optimizer="sgd", schedule="constant", batch_size=1000, epochs=2)
-    run_id, status, _ = record_run(store, config, data)
-    assert status == "completed"
-    return store.path(run_id)
+    return completed_sgd_run(tmp_path_factory.mktemp("source"), epochs=2)
 
 
 def store_with(trained: Path, root: Path) -> tuple[Path, Path]:
@@ -292,18 +290,23 @@ def test_runs_dir_naming_a_file_is_one_line_exit_2(tmp_path, command):
     assert afile.read_text() == "not a folder"
 
 
-@pytest.fixture
-def read_only_mount(tmp_path) -> Path:
-    """A tmpfs mounted read-only (root only); unmounted afterwards."""
-    point = tmp_path / "ro"
+@contextmanager
+def tmpfs(point: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted at ``point`` with ``options`` (root only: skips elsewhere), unmounted afterwards."""
     point.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(point)],
-                      capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True).returncode:
         pytest.skip("mounting a tmpfs needs root")
     try:
         yield point
     finally:
         subprocess.run(["umount", str(point)], check=True)
+
+
+@pytest.fixture
+def read_only_mount(tmp_path) -> Iterator[Path]:
+    """A tmpfs mounted read-only."""
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as point:
+        yield point
 
 
 @pytest.mark.parametrize("command", [["train", "--epochs", "1"], ["sweep", "--epochs", "1"]])
@@ -335,14 +338,9 @@ def test_training_into_a_folder_without_write_permission_is_refused(tmp_path):
 
 
 @pytest.fixture
-def full_disk(tmp_path) -> Path:
-    """A 64 KiB tmpfs filled to the last byte (root only); unmounted afterwards."""
-    point = tmp_path / "full"
-    point.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(point)],
-                      capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root")
-    try:
+def full_disk(tmp_path) -> Iterator[Path]:
+    """A 64 KiB tmpfs filled to the last byte."""
+    with tmpfs(tmp_path / "full", "size=64k") as point:
         (point / "runs").mkdir()
         fd = os.open(point / "filler", os.O_WRONLY | os.O_CREAT)
         try:
@@ -353,8 +351,6 @@ def full_disk(tmp_path) -> Path:
         finally:
             os.close(fd)
         yield point
-    finally:
-        subprocess.run(["umount", str(point)], check=True)
 
 
 def test_a_full_disk_at_start_leaves_no_empty_run_behind(full_disk, data):

@@ -16,16 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from markdown_it import MarkdownIt
-
 from apptest import PROJECT, WAIT, open_page
-from ui.session import literal
+from made_runs import completed_sgd_run
+from markdown_it import MarkdownIt
 from test_faults_hostile import BROKEN, GOOD, HOSTILE, metrics_edit, with_key
 from test_pages_inspect import array
 
 from softmax_core.config import TrainConfig
-from softmax_core.record import record_run
-from softmax_core.runs import RunStore
+from ui.session import literal
 
 PAGES = (None, "pages/train.py", "pages/weights.py", "pages/draw.py", "pages/runs.py", "pages/errors.py",
          "pages/sweep.py")
@@ -35,13 +33,7 @@ COMMONMARK = MarkdownIt("commonmark")
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    from softmax_core.data import load_mnist
-
-    store = RunStore(tmp_path_factory.mktemp("source"))
-    config = TrainConfig(learning_rate=0.5, optimizer="sgd", schedule="constant", batch_size=1000, epochs=2)
-    run_id, status, _ = record_run(store, config, load_mnist(allow_download=False))
-    assert status == "completed"
-    return store.path(run_id)
+    return completed_sgd_run(tmp_path_factory.mktemp("source"), epochs=2)
 
 
 def shown(at) -> list[str]:

@@ -17,19 +17,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+from apptest import PROJECT, curve_epochs, open_page
+from made_runs import completed_sgd_run
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from apptest import PROJECT, curve_epochs, open_page
-from ui.session import literal
-from softmax_core.figures.curves import ACCURACY_AXIS, LOSS_AXIS
-
 from softmax_core.config import TrainConfig
 from softmax_core.data import FILES, Mnist
-from softmax_core.record import record_run
+from softmax_core.figures.curves import ACCURACY_AXIS, LOSS_AXIS
 from softmax_core.model import predict_proba
 from softmax_core.preprocess import canvas_to_mnist
+from softmax_core.record import record_run
 from softmax_core.runs import RunStore
+from ui.session import literal
 
 PAGES = (None, "pages/train.py", "pages/weights.py", "pages/draw.py", "pages/runs.py", "pages/errors.py",
          "pages/sweep.py")
@@ -114,13 +114,7 @@ def test_no_data_offers_download_and_retry_recovers_once_the_files_are_there(
 @pytest.fixture(scope="module")
 def source_run(tmp_path_factory) -> Path:
     """One real run (sgd, 1 epoch, about 91% test accuracy) to copy into each test's store."""
-    from softmax_core.data import load_mnist
-
-    store = RunStore(tmp_path_factory.mktemp("source"))
-    config = TrainConfig(learning_rate=0.5, optimizer="sgd", schedule="constant", batch_size=1000, epochs=1)
-    run_id, status, _ = record_run(store, config, load_mnist(allow_download=False))
-    assert status == "completed"
-    return store.path(run_id)
+    return completed_sgd_run(tmp_path_factory.mktemp("source"), epochs=1)
 
 
 class Marker:
