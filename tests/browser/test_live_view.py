@@ -53,7 +53,7 @@ def test_charts_stay_mounted_and_height_holds_to_the_end(new_page, report_figure
                   f"{after[-1]['height']} px at the end")
 
 
-def test_stop_shows_stopping_then_stopped(new_page, report_figure) -> None:
+def test_stop_answers_at_once_then_stopped(new_page, report_figure) -> None:
     """Also: after the first epoch the progress says how many epochs remain and the time left."""
     page = new_page("train?batch_size=10&epochs=200")
     page.get_by_role("button", name="Start training").click()
@@ -63,10 +63,11 @@ def test_stop_shows_stopping_then_stopped(new_page, report_figure) -> None:
     save_screenshot(page, "train-live-watch", settle=False)
     started = page.evaluate("() => performance.now()")
     page.get_by_role("button", name="Stop", exact=True).click()
-    expect(page.get_by_text("Stopping", exact=False).first).to_be_visible()
+    # A fast stop may end the run before a poll shows "Stopping": the first answer counts either way.
+    expect(page.get_by_text(re.compile("Stopping|Stopped after")).first).to_be_visible()
     seen = page.evaluate("() => performance.now()")
     expect(page.get_by_text("Stopped after")).to_be_visible(timeout=60_000)
-    report_figure(f"Stop -> 'Stopping' seen within {(seen - started) / 1000:.2f} s of the click (page clock)")
+    report_figure(f"Stop -> 'Stopping' or 'Stopped' seen within {(seen - started) / 1000:.2f} s of the click (page clock)")
 
 
 def test_refused_setting_is_named_next_to_start(new_page) -> None:
