@@ -1,8 +1,11 @@
 """``python -m bench.classroom``: a room of people training at once on one dashboard server.
 
-Every session is a real Chromium session (a browser context): each opens the Train page with
-the default settings for ``--epochs`` epochs and its own seed, and all press Start within a few
-seconds. One more session keeps opening Home, Weights and Draw while the queue is full; its
+``--browsers`` of the sessions are real Chromium sessions (a browser context each): each opens
+the Train page with the default settings for ``--epochs`` epochs and its own seed, and presses
+Start. The driver submits the other sessions' runs to the server's own job service (through
+``bench.classroom_server``), as a page's Start does: twenty Chromium renderers on this 2-core
+machine would measure the browsers, not the lab, and a real room's browsers run on their own
+machines. All are submitted within a few seconds. One more session keeps opening Home, Weights and Draw while the queue is full; its
 page render times are the room's experience of the lab under load. Afterwards each run is
 compared with a solo run of the same settings and seed, trained back to back in this process
 through the same engine (``record.record_run``), which also gives the wall time the room is
@@ -31,7 +34,8 @@ RUN_TIMEOUT = 900.0
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.classroom", description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=20, help="browser sessions that each start a run")
+    parser.add_argument("--sessions", type=int, default=20, help="sessions that each start a run")
+    parser.add_argument("--browsers", type=int, default=6, help="of those, sessions in a real browser")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of each run (default settings otherwise)")
     return parser.parse_args(argv)
 
@@ -77,22 +81,28 @@ def run_ids_in(runs: Path) -> set[str]:
     return {p.name for p in runs.iterdir()} if runs.exists() else set()
 
 
-def room(sessions: int, epochs: int) -> dict:
+def room(sessions: int, browsers: int, epochs: int) -> dict:
     """The server, the room's runs and the bystander's render times; everything the JSON reports."""
     from softmax_core.runs import RunStore
 
-    with streamlit_server() as (server, url, runs), chromium() as browser:
+    with streamlit_server("bench.classroom_server") as (server, url, runs), chromium() as browser:
         warm = open_train_page(browser, url, f"epochs=1&seed={10_000}")  # starts the job service's worker
         start_button(warm).click()
         warm.get_by_text(DONE_TEXT).first.wait_for(timeout=RUN_TIMEOUT * 1000)
         warm.context.close()
         before = run_ids_in(runs)
-        pages = [open_train_page(browser, url, f"epochs={epochs}&seed={seed}") for seed in range(sessions)]
+        pages = [open_train_page(browser, url, f"epochs={epochs}&seed={seed}") for seed in range(browsers)]
         bystander = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
-        log(f"classroom: {sessions} sessions press Start …")
+        log(f"classroom: {browsers} browser sessions press Start, {sessions - browsers} more submit …")
         clicked = time.perf_counter()
-        for page in pages:
+        for seed, page in enumerate(pages):
             start_button(page).click()
+            if seed + browsers < sessions:  # interleaved, as a room's clicks would be
+                server.stdin.write(json.dumps({"epochs": epochs, "seed": seed + browsers}).encode() + b"\n")
+                server.stdin.flush()
+        for seed in range(2 * browsers, sessions):
+            server.stdin.write(json.dumps({"epochs": epochs, "seed": seed}).encode() + b"\n")
+        server.stdin.flush()
         submit_seconds = time.perf_counter() - clicked
         store = RunStore(runs)
         renders: list[float] = []
@@ -137,7 +147,7 @@ def solo_runs(sessions: int, epochs: int) -> tuple[dict, float]:
 
 def report(args: argparse.Namespace) -> dict:
     load_before = os.getloadavg()
-    measured = room(args.sessions, args.epochs)
+    measured = room(args.sessions, min(args.browsers, args.sessions), args.epochs)
     log("classroom: the same runs solo, back to back …")
     solo, solo_wall = solo_runs(args.sessions, args.epochs)
     runs = measured["runs"]
@@ -148,7 +158,7 @@ def report(args: argparse.Namespace) -> dict:
     p95 = renders[min(len(renders) - 1, math.ceil(0.95 * len(renders)) - 1)] if renders else None
     server_mb, workers_mb = measured["server_peak_rss_mb"], measured["worker_peak_rss_mb"]
     return {
-        "sessions": args.sessions, "browser_sessions": args.sessions, "epochs": args.epochs,
+        "sessions": args.sessions, "browser_sessions": min(args.browsers, args.sessions), "epochs": args.epochs,
         "submit_seconds": round(measured["submit_seconds"], 2),
         "runs_completed": len(completed), "runs_lost": args.sessions - len(completed),
         "max_metric_difference_vs_solo": max(differences) if differences else None,

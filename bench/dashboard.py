@@ -85,18 +85,21 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server() -> Iterator[tuple[subprocess.Popen, str, Path]]:
-    """A fresh ``streamlit run dashboard.py`` with its own runs folder; yields (process, url, runs folder)."""
+def streamlit_server(launcher: str = "streamlit") -> Iterator[tuple[subprocess.Popen, str, Path]]:
+    """A fresh ``streamlit run dashboard.py`` with its own runs folder; yields (process, url, runs folder).
+
+    ``launcher`` is the module run as ``python -m launcher run …``; its stdin is a pipe the caller may write to.
+    """
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as root:
         env = dict(child_env(), SOFTMAX_LAB_RUNS=str(Path(root) / "runs"))
-        command = [sys.executable, "-m", "streamlit", "run", str(PROJECT / "dashboard.py"),
+        command = [sys.executable, "-m", launcher, "run", str(PROJECT / "dashboard.py"),
                    "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
                    "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
         log_path = Path(root) / "server.log"
         with open(log_path, "wb") as log:
-            process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+            process = subprocess.Popen(command, cwd=PROJECT, env=env, stdin=subprocess.PIPE, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_healthy(process, url, log_path)

@@ -22,6 +22,9 @@ from softmax_core.runs import RunError, RunInfo
 RUN_KEY = "train_run"
 """The run id this browser session started last, shown when the URL names no run."""
 STATUS_POLL_SECONDS = 0.5
+QUEUED_POLL_SECONDS = 2.0
+"""A run's page asks less often while others are ahead of it in the queue: its position changes once a run ends, and a room of
+queued pages polling twice a second would keep the server from the pages people are reading."""
 RESULTS_POLL_SECONDS = 1.0
 POLLING_KEY = "train_polling"
 """The run whose live panels this session is polling: its end reruns the page once, to stop them."""
@@ -160,6 +163,7 @@ def results_panel(run_id: str) -> None:
 
 
 live_status = st.fragment(status_panel, run_every=STATUS_POLL_SECONDS)
+queued_status = st.fragment(status_panel, run_every=QUEUED_POLL_SECONDS)
 live_results = st.fragment(results_panel, run_every=RESULTS_POLL_SECONDS)
 final_status = st.fragment(status_panel)
 final_results = st.fragment(results_panel)
@@ -263,7 +267,9 @@ def main() -> None:
             if snap.done:
                 final_status(snap.run_id, queued=False)
                 final_results(snap.run_id)
-            else:
+            elif snap.status == "queued" and snap.position > 1:
+                queued_status(snap.run_id, queued=True)
+            else:  # running, or next to start: a fresh Start's first point must not wait for a slow poll
                 live_status(snap.run_id, queued=snap.status == "queued")
                 if snap.status == "running":
                     live_results(snap.run_id)

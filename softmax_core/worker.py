@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 PR_SET_PDEATHSIG = 1
+NICENESS = 10
+"""Training yields the cores to the web server: a page render is waited on by a person, an epoch
+is not. With the cores otherwise idle the worker still gets all of them."""
 
 
 def _die_with_parent() -> None:
@@ -112,7 +115,6 @@ class Worker:
             del self._stops[run_id]
         self.emit("done", run=run_id, status=status, message=message)
 
-
     def _export(self, command: dict[str, Any], _data) -> None:
         """Write a run as a Keras file, a SavedModel or a script (``softmax_core.export``)."""
         from .export import export_run
@@ -131,6 +133,7 @@ class Worker:
 
 def main() -> None:
     _die_with_parent()
+    os.nice(NICENESS)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     Worker(_event_stream()).serve(sys.stdin)
 
