@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from apptest import PROJECT, WAIT
-from softmax_core import runs
+from softmax_core import runs, worker
 from softmax_core.config import TrainConfig
 from softmax_core.jobs import JobService
 from softmax_core.runs import RunStore
@@ -70,6 +70,13 @@ def test_stop_cancels_a_queued_job_and_stops_a_running_one(service: JobService, 
     snap = service.wait(running, WAIT)
     assert snap.status == "stopped" and store.get(running).status == "stopped"
     assert not service.stop(running)  # already ended
+
+
+def test_training_yields_the_cores_to_the_web_server(service: JobService, tmp_path: Path) -> None:
+    """The worker runs at a lower priority than the server, so pages render while a room trains."""
+    service.wait(service.submit(RunStore(tmp_path), QUICK), WAIT)
+    [pid] = service.worker_pids()
+    assert os.getpriority(os.PRIO_PROCESS, pid) - os.getpriority(os.PRIO_PROCESS, 0) == worker.NICENESS > 0
 
 
 def test_a_killed_worker_interrupts_its_run_and_is_replaced(service: JobService, tmp_path: Path) -> None:
