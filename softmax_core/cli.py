@@ -41,7 +41,7 @@ def _add_settings(parser: argparse.ArgumentParser, names: Sequence[str], many: b
     defaults = TrainConfig()
     for name in names:
         setting, default = SETTINGS[name], getattr(defaults, name)
-        choices = f"; one of {', '.join(setting.choices)}" if setting.choices else ""
+        choices = f" One of {', '.join(setting.choices)}." if setting.choices else ""
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=setting.kind, nargs="+" if many else None,
                             default=[default] if many else default,
                             help=f"{setting.help}{choices} (default {default})")
