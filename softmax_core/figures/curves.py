@@ -84,11 +84,11 @@ def _add_split_traces(fig: go.Figure, rows: list[dict], quantity: str, value_for
 
 
 def loss_curves(history: Iterable[Any], epochs: int | None = None, title: str | None = "Loss",
-                height: int = 340) -> go.Figure:
-    """Train, validation and test loss per epoch, with the minibatch losses faint behind them."""
+                height: int = 340, step_points: int = MAX_STEP_POINTS) -> go.Figure:
+    """Train, validation and test loss per epoch, with (at most ``step_points``) minibatch losses faint behind."""
     rows = _rows(history)
     fig = go.Figure()
-    step_x, step_y = _step_points(rows)
+    step_x, step_y = _step_points(rows, step_points)
     fig.add_trace(go.Scattergl(
         x=step_x, y=step_y, mode="lines", name="minibatch loss", line=dict(color=theme.TRAIN, width=0.8),
         opacity=0.14, hoverinfo="skip",
