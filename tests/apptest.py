@@ -28,8 +28,9 @@ def live_figures(at: AppTest) -> list[dict]:
     """The Plotly figures of the page's live_figure elements (the Train page's curves), as the browser gets them."""
     import json
 
-    return [json.loads(element.proto.json)["figure"] for element in at.get("bidi_component")
+    data = [json.loads(element.proto.json) for element in at.get("bidi_component")
             if element.proto.component_name == "softmax_lab.live_figure"]
+    return [d["figure"] for d in data if "figure" in d]
 
 
 def curve_epochs(at: AppTest, axis_title: str, trace: str) -> list[int]:

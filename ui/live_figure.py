@@ -39,6 +39,11 @@ function plotlyFrom(src) {
 export default function ({ data, parentElement }) {
   const div = parentElement.querySelector(".live-figure");
   if (!div || !data) return;
+  if (!data.figure) {  // load_plotly_js: plotly.js only, ahead of the first figure
+    div.style.minHeight = "0";
+    plotlyFrom(data.src).catch(() => {});
+    return;
+  }
   div.style.height = data.figure.layout.height + "px";  // the figure's room before plotly.js arrives
   div.__wanted = data.revision;
   plotlyFrom(data.src).then(Plotly => {
@@ -78,3 +83,9 @@ def live_figure(figure_json: str, key: str) -> None:
     revision = hashlib.blake2b(figure_json.encode(), digest_size=8).hexdigest()
     _mount(key=key, data={"figure": figure, "revision": revision, "config": CONFIG, "src": _plotly_js_url()},
            height=figure["layout"]["height"])
+
+
+def load_plotly_js() -> None:
+    """An empty element that has the browser load plotly.js now, so a page's first live figure does
+    not wait for it (or block the page for the 4.6 MB script's evaluation when its first data arrives)."""
+    _mount(key="live_figure_plotly_js", data={"src": _plotly_js_url()}, height="content")
