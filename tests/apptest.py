@@ -24,6 +24,14 @@ def open_page(page: str | None = None, **params: str) -> AppTest:
     return at
 
 
+def open_tab(at: AppTest, key: str, label: str) -> AppTest:
+    """Select the tab ``label`` of the lazy tabs ``key`` (their content runs only while selected), no exception."""
+    at.session_state[key] = label
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
 def live_figures(at: AppTest) -> list[dict]:
     """The Plotly figures of the page's live_figure elements (the Train page's curves), as the browser gets them."""
     import json
