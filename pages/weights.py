@@ -10,7 +10,7 @@ import numpy as np
 import streamlit as st
 
 from softmax_core.figures.digits import weight_evolution, weight_grid
-from softmax_core.runs import RunError
+from softmax_core.runs import RunError, RunInfo
 from ui.run_arrays import evolution, evolution_epochs, weights
 from ui.pages_mode import run_through_app
 from ui.session import literal, page_header, pick_run
@@ -19,6 +19,9 @@ WEIGHT_NOTE = ("Hover a pixel for its exact weight. The colour scale ends at the
                "so the few most extreme weights saturate.")
 MAX_FRAMES = 40
 """Animation frames drawn at most: a 2,000-epoch run is played from an even sample, not every epoch."""
+TABS = ("Final templates", "Epoch by epoch")
+TAB_KEY = "weights_tab"
+"""The open tab's label in the session state; setting it to TABS[1] opens the animation."""
 ADAM_NOTE = (" Adam scales every weight's steps by its own gradient history, so pixels that are rarely inked "
              "(near the border) still get large weights; they matter little, as ink seldom lands there.")
 
@@ -51,33 +54,41 @@ def main() -> None:
     right.metric("Largest |weight|", f"{np.abs(W).max():.3f}")
     last.metric("Bias range", f"{b.min():+.2f} … {b.max():+.2f}")
 
-    final_tab, evolution_tab = st.tabs(["Final templates", "Epoch by epoch"])
+    # Each tab's figure is built only while its tab is open (on_change="rerun"): the animation is
+    # about 0.9 MB of frames for 20 epochs, which a first visit to the page no longer waits for.
+    final_tab, evolution_tab = st.tabs(TABS, key=TAB_KEY, on_change="rerun")
 
-    with final_tab:
-        st.plotly_chart(weight_grid(W), theme=None, key="weights_grid",
-                        config={"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"]})
-        st.caption(WEIGHT_NOTE + (ADAM_NOTE if run.config and run.config.optimizer == "adam" else ""))
+    if final_tab.open:
+        with final_tab:
+            st.plotly_chart(weight_grid(W), theme=None, key="weights_grid",
+                            config={"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"]})
+            st.caption(WEIGHT_NOTE + (ADAM_NOTE if run.config and run.config.optimizer == "adam" else ""))
+    if evolution_tab.open:
+        with evolution_tab:
+            evolution_panel(run)
 
-    with evolution_tab:
-        try:
-            epochs = evolution_epochs(run)
-        except RunError as exc:
-            st.info(f"This run kept no per-epoch weights ({literal(exc)}).", icon=":material/history:")
-            st.stop()
-        if epochs == 1:
-            st.caption("This run trained a single epoch: there is one snapshot to show.")
-        picked = frame_epochs(epochs, epochs - 1)
-        try:
-            stack = evolution(run, picked)
-        except RunError as exc:
-            st.info(f"This run's per-epoch weights cannot be read ({literal(exc)}).", icon=":material/history:")
-            st.stop()
-        st.plotly_chart(weight_evolution(stack, start=len(picked) - 1, epochs=[e + 1 for e in picked], total=epochs),
-                        theme=None, key="weights_evolution",
-                        config={"displayModeBar": False})  # the toolbar would cover Play
-        sampled = f" ▶ Play steps through {len(picked)} of the {epochs} epochs." if len(picked) < epochs else ""
-        st.caption("One colour scale spans every epoch, so the templates visibly sharpen and strengthen "
-                   "as training goes on." + sampled)
+
+def evolution_panel(run: RunInfo) -> None:
+    """The templates after each epoch, animated (Play) on one colour scale, with the figure's own slider."""
+    try:
+        epochs = evolution_epochs(run)
+    except RunError as exc:
+        st.info(f"This run kept no per-epoch weights ({literal(exc)}).", icon=":material/history:")
+        return
+    if epochs == 1:
+        st.caption("This run trained a single epoch: there is one snapshot to show.")
+    picked = frame_epochs(epochs, epochs - 1)
+    try:
+        stack = evolution(run, picked)
+    except RunError as exc:
+        st.info(f"This run's per-epoch weights cannot be read ({literal(exc)}).", icon=":material/history:")
+        return
+    st.plotly_chart(weight_evolution(stack, start=len(picked) - 1, epochs=[e + 1 for e in picked], total=epochs),
+                    theme=None, key="weights_evolution",
+                    config={"displayModeBar": False})  # the toolbar would cover Play
+    sampled = f" ▶ Play steps through {len(picked)} of the {epochs} epochs." if len(picked) < epochs else ""
+    st.caption("One colour scale spans every epoch, so the templates visibly sharpen and strengthen "
+               "as training goes on." + sampled)
 
 
 main()

@@ -99,12 +99,64 @@ MAX_INK_SHARE = 0.3
 MIN_SIMILARITY = 0.69
 """Cosine similarity to the nearest of the first 10,000 train digits; 1% of test digits fall below."""
 REFERENCE_DIGITS = 10_000
+MAX_LOOPS = 3
+"""A drawing whose strokes close more loops than this is a scribble: an 8 closes two; 0.17% of the
+10,000 MNIST test digits close four or more (thick strokes that touch, broken loops)."""
+MAX_SOLID_SHARE = 0.6
+"""A drawing with more of its ink than this inside filled areas is scratched out or coloured in:
+pen strokes are 2-3 pixels wide, so 0.04% of MNIST test digits are above (median 0.10)."""
+SOLID_EXTENT = 0.45
+"""Filled areas are judged only in drawings at least this big: in a smaller one the Draw page's
+20 px pen is over 3 pixels wide once fitted to MNIST's 20x20 box, and its strokes look solid."""
+INK = 0.5
+"""A pixel at least this dark is ink, for the shape checks (loops, filled areas)."""
 
 
 def reference_digits(data: Mnist) -> np.ndarray:
     """Unit-length rows of the first ``REFERENCE_DIGITS`` train images, for ``digit_doubts``."""
     rows = data.images("train", slice(0, REFERENCE_DIGITS))
     return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
+
+
+def closed_loops(image: np.ndarray) -> int:
+    """Regions of background the ink encloses (4-connected, not reaching the edge): 0 in a 1, 2 in an 8."""
+    background = np.asarray(image, np.float32).reshape(IMAGE_SIDE, IMAGE_SIDE) < INK
+    outside = np.zeros_like(background)
+    outside[[0, -1], :] = outside[:, [0, -1]] = True
+    outside &= background
+    while True:  # grow the background reached from the edge until it stops
+        grown = outside.copy()
+        grown[1:] |= outside[:-1]
+        grown[:-1] |= outside[1:]
+        grown[:, 1:] |= outside[:, :-1]
+        grown[:, :-1] |= outside[:, 1:]
+        grown &= background
+        if (grown == outside).all():
+            break
+        outside = grown
+    enclosed = {(int(i), int(j)) for i, j in zip(*np.nonzero(background & ~outside))}
+    loops = 0
+    while enclosed:  # count the enclosed regions
+        loops += 1
+        stack = [enclosed.pop()]
+        while stack:
+            i, j = stack.pop()
+            for pixel in ((i + 1, j), (i - 1, j), (i, j + 1), (i, j - 1)):
+                if pixel in enclosed:
+                    enclosed.remove(pixel)
+                    stack.append(pixel)
+    return loops
+
+
+def solid_share(image: np.ndarray) -> float:
+    """The share of ink pixels whose eight neighbours are all ink too: inside a filled area, not on a stroke."""
+    ink = np.asarray(image, np.float32).reshape(IMAGE_SIDE, IMAGE_SIDE) >= INK
+    padded = np.pad(ink, 1)
+    inside = ink.copy()
+    for di in (0, 1, 2):
+        for dj in (0, 1, 2):
+            inside &= padded[di:di + IMAGE_SIDE, dj:dj + IMAGE_SIDE]
+    return float(inside.sum() / max(int(ink.sum()), 1))
 
 
 def digit_doubts(image: np.ndarray, extent: float, references: np.ndarray) -> list[str]:
@@ -121,6 +173,12 @@ def digit_doubts(image: np.ndarray, extent: float, references: np.ndarray) -> li
     if x.mean() > MAX_INK_SHARE:
         doubts.append(f"too much ink once scaled to MNIST's 20x20 box ({x.mean():.0%} of the pixels; "
                       "real digits use about 13%): a blob or a filled shape")
+    elif extent >= SOLID_EXTENT and solid_share(x) > MAX_SOLID_SHARE:
+        doubts.append(f"filled in or scratched out: {solid_share(x):.0%} of its ink is inside solid areas "
+                      "(pen strokes of real digits are 2-3 pixels wide)")
+    loops = closed_loops(x)
+    if loops > MAX_LOOPS:
+        doubts.append(f"a scribble: its strokes close {loops} loops (an 8 closes two)")
     similarity = float((references @ (x / max(float(np.linalg.norm(x)), 1e-9))).max()) if len(references) else 1.0
     if similarity < MIN_SIMILARITY:
         doubts.append(f"unlike any training digit (nearest match {similarity:.2f}; "

@@ -24,19 +24,26 @@ def open_page(page: str | None = None, **params: str) -> AppTest:
     return at
 
 
-def curve_epochs(at: AppTest, axis_title: str, trace: str) -> list[int]:
-    """The epochs of one curve (e.g. "train loss") in the page's Vega-Lite chart with that y-axis title.
+def open_tab(at: AppTest, key: str, label: str) -> AppTest:
+    """Select the tab ``label`` of the lazy tabs ``key`` (their content runs only while selected), no exception."""
+    at.session_state[key] = label
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
 
-    The Train page's live charts keep their spec fixed and send their rows as Arrow data.
-    """
+
+def live_figures(at: AppTest) -> list[dict]:
+    """The Plotly figures of the page's live_figure elements (the Train page's curves), as the browser gets them."""
     import json
 
-    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+    data = [json.loads(element.proto.json) for element in at.get("bidi_component")
+            if element.proto.component_name == "softmax_lab.live_figure"]
+    return [d["figure"] for d in data if "figure" in d]
 
-    for chart in at.get("vega_lite_chart"):
-        spec = json.loads(chart.proto.spec)
-        titles = {layer["encoding"]["y"]["title"] for layer in spec.get("layer", []) if "y" in layer.get("encoding", {})}
-        if axis_title in titles:
-            rows = convert_arrow_bytes_to_pandas_df(chart.proto.data.data)
-            return [int(e) for e in rows[rows["series"] == trace]["epoch"]]
-    raise AssertionError(f"no Vega-Lite chart with y axis {axis_title!r}")
+
+def curve_epochs(at: AppTest, axis_title: str, trace: str) -> list[int]:
+    """The epochs of one curve (e.g. "train loss") in the page's live Plotly figure with that y-axis title."""
+    for figure in live_figures(at):
+        if figure["layout"].get("yaxis", {}).get("title", {}).get("text") == axis_title:
+            return [int(x) for t in figure["data"] if t.get("name") == trace for x in t["x"]]
+    raise AssertionError(f"no live figure with y axis {axis_title!r}")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from apptest import PROJECT, WAIT, open_page
+from apptest import PROJECT, WAIT, open_page, open_tab
 from made_runs import completed_sgd_run
 from markdown_it import MarkdownIt
 from test_faults_hostile import BROKEN, GOOD, HOSTILE, metrics_edit, with_key
@@ -183,7 +183,7 @@ def test_a_500_epoch_history_is_animated_from_a_sample(trained, runs_dir):
     (run / "config.json").write_text(json.dumps(config))
     stack = np.random.default_rng(0).normal(size=(epochs, 784, 10)).astype(np.float16)
     np.savez(run / "evolution.npz", W=stack)
-    at = open_page("pages/weights.py")
+    at = open_tab(open_page("pages/weights.py"), "weights_tab", "Epoch by epoch")
     (animated,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")
                    if json.loads(c.proto.spec).get("frames")]
     names = [frame["name"] for frame in animated["frames"]]

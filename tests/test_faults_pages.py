@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
-from apptest import PROJECT, curve_epochs, open_page
+from apptest import PROJECT, curve_epochs, live_figures, open_page
 from made_runs import completed_sgd_run
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -194,7 +194,7 @@ def test_a_link_with_a_run_id_outside_the_store_is_refused(source_run, runs_dir,
              for e in kind]
     assert not any(outside.name in text for text in shown)
     if page_file == "pages/train.py":
-        assert not at.get("plotly_chart") and not at.get("vega_lite_chart"), "the outside run's curves must not be drawn"
+        assert not at.get("plotly_chart") and not live_figures(at), "the outside run's curves must not be drawn"
     elif page_file != "pages/runs.py":
         picker = {"pages/weights.py": "weights_run", "pages/draw.py": "draw_run", "pages/errors.py": "errors_run"}[page_file]
         assert at.selectbox(key=picker).value == inside

@@ -1,8 +1,9 @@
-"""The live view's NumPy pieces: curve data for the fixed Vega specs, the weight mosaic, the
+"""The live view's pieces: the live Plotly curves (bounded, JSON-safe), the weight mosaic, the
 per-epoch answers to a drawing (checked against a plain softmax), and the loss-trouble check."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -10,7 +11,7 @@ import numpy as np
 from softmax_core.analysis import loss_trouble
 from softmax_core.config import TrainConfig
 from softmax_core.evolution import answers_by_epoch, weight_history
-from softmax_core.figures.live import BAND, MAX_BAND_POINTS, curve_data, curve_spec
+from softmax_core.figures.live import ACCURACY_HEIGHT, LOSS_HEIGHT, MAX_BAND_POINTS, live_accuracy, live_loss
 from softmax_core.figures.mosaic import template_mosaic
 from softmax_core.runs import RunStore
 
@@ -23,21 +24,24 @@ def epoch(n: int, loss: float, steps: int = 0) -> dict:
 
 def test_band_is_bounded_however_many_steps() -> None:
     history = [epoch(n, 1 / n, steps=5500) for n in range(1, 31)]
-    band = [row for row in curve_data(history, "loss") if row["series"] == BAND]
-    assert 0 < len(band) <= MAX_BAND_POINTS
-    assert len([row for row in curve_data(history, "loss") if row["series"] == "train loss"]) == 30
+    band, *curves = live_loss(history).data
+    assert band.name == "minibatch loss" and 0 < len(band.x) <= MAX_BAND_POINTS
+    assert [list(c.x) for c in curves] == [list(range(1, 31))] * 3
 
 
-def test_spec_does_not_depend_on_the_data() -> None:
-    """One spec for the whole run: Streamlit then swaps only the data, keeping the chart mounted."""
-    spec = curve_spec("loss", 320)
-    assert "data" not in spec and "domainMax" not in str(spec)
+def test_figures_keep_their_height_from_the_first_epoch_to_the_last() -> None:
+    """A fixed height: the page does not move when the first points arrive or the run ends."""
+    for figure, height in ((live_loss, LOSS_HEIGHT), (live_accuracy, ACCURACY_HEIGHT)):
+        assert figure([]).layout.height == figure([epoch(n, 1 / n, 10) for n in range(1, 40)]).layout.height == height
 
 
-def test_accuracy_in_percent_and_nan_dropped() -> None:
-    rows = curve_data([epoch(1, 0.5), {**epoch(2, math.nan), "test_accuracy": 0.95}], "accuracy")
-    assert {"epoch": 2, "value": 95.0, "series": "test accuracy"} in rows
-    assert all(math.isfinite(r["value"]) for r in curve_data([epoch(1, math.nan)], "loss"))
+def test_accuracy_in_percent_and_nan_sent_as_a_gap() -> None:
+    figure = live_accuracy([epoch(1, 0.5), {**epoch(2, math.nan), "test_accuracy": 0.95}])
+    test = next(t for t in figure.data if t.name == "test accuracy")
+    assert list(test.y) == [90.0, 95.0]
+    loss = json.loads(live_loss([epoch(1, 0.5), epoch(2, math.nan)]).to_json())
+    train = next(t for t in loss["data"] if t["name"] == "train loss")
+    assert train["y"] == [0.5, None]  # NaN is not JSON: plotly.js draws null as a gap
 
 
 def test_mosaic_colours_sign_of_weights() -> None:

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from apptest import WAIT, open_page
+from apptest import WAIT, open_page, open_tab
 
 from softmax_core.analysis import confusion_matrix, predictions
 from softmax_core.config import TrainConfig
@@ -106,7 +106,7 @@ def test_weights_page_shows_ten_templates_on_one_scale(run_id: str, runs_dir: Pa
 
 def test_weights_page_slider_and_frames_step_through_epochs(run_id: str, runs_dir: Path) -> None:
     """The epoch slider is the figure's own, with one step per frame, so it follows Play."""
-    at = open_page("pages/weights.py")
+    at = open_tab(open_page("pages/weights.py"), "weights_tab", "Epoch by epoch")
     stack = RunStore(runs_dir).load_evolution(run_id)
     (animated,) = chart(at, "Templates after epoch")
     assert [frame["name"] for frame in animated["frames"]] == ["1", "2"]
@@ -208,7 +208,7 @@ def test_errors_page_confusion_matrix_and_gallery(run_id: str, runs_dir: Path, m
 
 def test_weights_page_with_a_single_epoch_has_no_slider(mnist: Mnist, runs_dir: Path) -> None:
     record_run(RunStore(runs_dir), TrainConfig(epochs=1), mnist)
-    at = open_page("pages/weights.py")
+    at = open_tab(open_page("pages/weights.py"), "weights_tab", "Epoch by epoch")
     assert not at.slider
     (animated,) = chart(at, "Templates after epoch")
     assert animated["layout"]["title"]["text"] == "Templates after epoch 1 of 1"

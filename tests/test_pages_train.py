@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apptest import PROJECT, WAIT, curve_epochs, open_page
+from apptest import PROJECT, WAIT, curve_epochs, live_figures, open_page
 from softmax_core.figures.curves import ACCURACY_AXIS, LOSS_AXIS
 from softmax_core.config import TrainConfig
 from softmax_core.data import Mnist
@@ -64,7 +64,7 @@ def test_train_renders_without_runs(mnist: Mnist, runs_dir: Path) -> None:
     at = open_page("pages/train.py")
     assert [t.value for t in at.title] == ["Train"]
     assert at.select_slider(key="learning_rate").value == TrainConfig().learning_rate
-    assert not at.get("vega_lite_chart")
+    assert not live_figures(at)
 
 
 def test_start_trains_in_the_background_and_the_curves_hold_every_epoch(mnist: Mnist, runs_dir: Path) -> None:
@@ -168,7 +168,7 @@ def run_of_a_dead_process(runs_dir: Path, settings: str, status: str) -> str:
 def test_a_run_whose_server_died_shows_as_interrupted(mnist: Mnist, runs_dir: Path) -> None:
     at = open_page("pages/train.py", run=run_of_a_dead_process(runs_dir, "epochs=7, optimizer='sgd'", "running"))
     assert any("interrupted" in w.value for w in at.warning)
-    assert not at.get("vega_lite_chart")
+    assert not live_figures(at)
     assert at.number_input(key="epochs").value == 7 and at.selectbox(key="optimizer").value == "sgd"
 
 

@@ -1,9 +1,9 @@
 """The run panel the Train page shows, live or finished: the same elements in the same order.
 
 Every redraw calls the same Streamlit commands with the same keys, so the browser updates each
-element in place: the curves are Vega-Lite charts with one fixed spec (only their data changes,
-and not at all between epochs), the weight templates one image. Data is built once per run and
-epoch count, never per poll.
+element in place: the curves are Plotly figures in one keyed ``live_figure`` each (redrawn with
+Plotly.react when an epoch ends, untouched between epochs), the weight templates one image.
+Figures are built once per run and epoch count, never per poll.
 """
 
 from __future__ import annotations
@@ -11,15 +11,14 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from ui.live_figure import live_figure
 from ui.session import DRAWING_KEY, run_store
 from softmax_core.data import CLASSES, PIXELS
 from softmax_core.evolution import answers_by_epoch, weight_history
-from softmax_core.figures.live import curve_data, curve_spec
+from softmax_core.figures.live import live_accuracy, live_loss
 from softmax_core.figures.mosaic import template_mosaic
 from softmax_core.runs import RunError
 
-LOSS_SPEC = curve_spec("loss", 300)
-ACCURACY_SPEC = curve_spec("accuracy", 260)
 ANSWERS_SPEC = {
     "height": 250,
     "width": "container",
@@ -56,17 +55,17 @@ def metric_row(history: list, live: bool = False) -> None:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _curve_rows(run_id: str, epochs: int, quantity: str, _history: list) -> list[dict]:
-    """Chart rows of a run at an epoch count: built once, however often the page polls."""
-    return curve_data(_history, quantity)
+def _figure_json(run_id: str, epochs: int, quantity: str, _history: list) -> str:
+    """A curve figure of a run at an epoch count, as JSON: built once, however often the page polls."""
+    return (live_loss if quantity == "loss" else live_accuracy)(_history).to_json()
 
 
 def curves(run_id: str, history: list) -> None:
-    """Loss and accuracy; each in a keyed container (a Vega-Lite chart without selections takes no key)."""
+    """Loss and accuracy, each a live Plotly figure in a keyed container (where tests find it)."""
     n = len(history)
-    for quantity, spec in (("loss", LOSS_SPEC), ("accuracy", ACCURACY_SPEC)):
+    for quantity in ("loss", "accuracy"):
         with st.container(key=f"train_{quantity}_chart"):
-            st.vega_lite_chart(_curve_rows(run_id, n, quantity, history), spec)
+            live_figure(_figure_json(run_id, n, quantity, history), key=f"train_{quantity}_figure")
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -21,6 +21,9 @@ LOSS_AXIS = "cross-entropy (nats)"
 ACCURACY_AXIS = "accuracy (%)"
 MAX_STEP_POINTS = 4000
 """Step losses drawn per figure at most (striding keeps their noise; batch 1 has 55,000 a epoch)."""
+SVG_STEP_POINTS = 1000
+"""Up to this many step losses are one SVG path; WebGL (a canvas and its context per chart, drawn
+in software by a browser without a GPU) only pays beyond."""
 METRICS = {
     "test_accuracy": ("test accuracy", ACCURACY_AXIS),
     "validation_accuracy": ("validation accuracy", ACCURACY_AXIS),
@@ -84,12 +87,13 @@ def _add_split_traces(fig: go.Figure, rows: list[dict], quantity: str, value_for
 
 
 def loss_curves(history: Iterable[Any], epochs: int | None = None, title: str | None = "Loss",
-                height: int = 340) -> go.Figure:
-    """Train, validation and test loss per epoch, with the minibatch losses faint behind them."""
+                height: int = 340, step_points: int = MAX_STEP_POINTS) -> go.Figure:
+    """Train, validation and test loss per epoch, with (at most ``step_points``) minibatch losses faint behind."""
     rows = _rows(history)
     fig = go.Figure()
-    step_x, step_y = _step_points(rows)
-    fig.add_trace(go.Scattergl(
+    step_x, step_y = _step_points(rows, step_points)
+    band = go.Scatter if len(step_x) <= SVG_STEP_POINTS else go.Scattergl
+    fig.add_trace(band(
         x=step_x, y=step_y, mode="lines", name="minibatch loss", line=dict(color=theme.TRAIN, width=0.8),
         opacity=0.14, hoverinfo="skip",
     ))

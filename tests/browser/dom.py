@@ -33,17 +33,14 @@ def wait_idle(page, timeout: float = IDLE_TIMEOUT) -> None:
 def wait_for_points(page, chart: str, trace: str, more_than: int = 0, exactly: int | None = None) -> int:
     """Block until that trace shows more than `more_than` points (or `exactly` so many); return the count.
 
-    Reads a Plotly chart's trace data, or a Vega-Lite chart's SVG symbols (the Train page's curves)
-    whose aria label names the trace. The count is read in the same check that passed.
+    Reads the Plotly graph divs' own trace data (st.plotly_chart and the Train page's live figures
+    alike). The count is read in the same check that passed.
     """
     handle = page.wait_for_function(
         """([scope, trace, more, exactly]) => {
             const counts = [];
             for (const el of document.querySelectorAll(scope + ' .js-plotly-plot'))
                 for (const t of el.data || []) if (t.name === trace) counts.push((t.x || []).length);
-            for (const el of document.querySelectorAll(scope + ' .vega-embed'))
-                counts.push([...el.querySelectorAll('g.mark-symbol.role-mark path')]
-                    .filter(p => (p.getAttribute("aria-label") || "") === trace).length);
             for (const n of counts) if (exactly === null ? n > more : n === exactly) return n;
             return 0;
         }""",
