@@ -23,6 +23,9 @@ from softmax_core.runs import RunError, RunInfo
 RUN_KEY = "train_run"
 """The run id this browser session started last, shown when the URL names no run."""
 STATUS_POLL_SECONDS = 0.5
+START_WAIT_SECONDS = 0.3
+"""How long Start waits for a free slot to take its run, so the page draws the running view
+(and its first point) without a poll in between; a run that must queue shows as queued."""
 QUEUED_POLL_SECONDS = 2.0
 """A run's page asks less often while others are ahead of it in the queue: its position changes once a run ends, and a room of
 queued pages polling twice a second would keep the server from the pages people are reading."""
@@ -101,6 +104,7 @@ def start_job(config: TrainConfig) -> bool:
         st.error(f"Not started: the run could not be saved ({exc.strerror if isinstance(exc, OSError) else exc}).",
                  icon=":material/block:")
         return False
+    job_service().wait_started(run_id, START_WAIT_SECONDS)
     st.session_state[RUN_KEY] = run_id
     st.query_params.from_dict({**to_query(config), RUN_PARAM: run_id})
     return True

@@ -287,6 +287,21 @@ class JobService:
         job.done.wait(timeout)
         return self.snapshot(run_id)
 
+    def wait_started(self, run_id: str, timeout: float) -> bool:
+        """Block until the job has left the queue (or ``timeout`` passes); whether it has.
+
+        A page that has just pressed Start waits this long to draw the running view at once,
+        instead of drawing "queued" and finding out at its next poll.
+        """
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while (job := self._jobs.get(run_id)) is not None and job.status == "queued":
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._lock.wait(remaining)
+            return True
+
     def shutdown(self, timeout: float = 5.0) -> None:
         """Cancel queued jobs, stop running ones and record them, end the worker process."""
         with self._lock:
@@ -397,6 +412,7 @@ class JobService:
             run_id = self._queue.popleft()
             job = self._jobs[run_id]
             job.status, job.started = "running", time.monotonic()
+            self._lock.notify_all()  # for wait_started
             return run_id
 
     def _train(self, job: _Job, process: _WorkerProcess) -> tuple[str, str]:

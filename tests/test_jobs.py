@@ -46,7 +46,8 @@ def test_jobs_start_in_order_one_at_a_time_and_are_recorded(service: JobService,
     store = RunStore(tmp_path)
     first, second = service.submit(store, QUICK), service.submit(store, replace(QUICK, seed=1))
     assert store.get(second).status == "queued"
-    wait_until(lambda: service.snapshot(first).status != "queued", "the first job to start")
+    assert service.wait_started(first, WAIT)
+    assert not service.wait_started(second, 0.05)
     snap = service.snapshot(second)
     assert snap.status == "queued" and snap.position == 1  # one slot: it waits its turn
     done = service.wait(first, WAIT), service.wait(second, WAIT)
