@@ -324,7 +324,7 @@ def _evaluate_t(Wt: tf.Tensor, b: tf.Tensor, data: Mnist) -> dict[str, float]:
     splits = _tensors(data).splits
     with _tensors_lock:
         if _evaluation_pool is None:
-            _evaluation_pool = ThreadPoolExecutor(EVAL_PARTS - 1, thread_name_prefix="evaluation")
+            _evaluation_pool = ThreadPoolExecutor(max(1, EVAL_PARTS - 1), thread_name_prefix="evaluation")
     others = [_evaluation_pool.submit(lambda k: _evaluation(Wt, b, splits, k).numpy(), part)
               for part in range(EVAL_PARTS - 1)]
     sums = _evaluation(Wt, b, splits, EVAL_PARTS - 1).numpy().astype(np.float64)
