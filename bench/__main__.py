@@ -63,7 +63,8 @@ def evaluation(summary: dict) -> dict[str, float | None]:
     }
 
 
-FIRST_EPOCH_KEYS = ("first_epoch_seconds", "first_call_overhead_seconds")
+FIRST_EPOCH_KEYS = ("first_epoch_seconds", "first_call_overhead_seconds", "first_epoch_cold_seconds",
+                    "first_epoch_cold_cpu_seconds", "first_epoch_cached_seconds")
 
 
 def engine_costs(summary: dict, small_batch: int) -> dict[str, Any]:

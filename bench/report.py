@@ -82,6 +82,12 @@ def table(figures: dict[str, Any]) -> str:
             extra = next(iter(floor.values()))["extra"]
             lines.append(f"floor passes: NumPy {extra.get('numpy_seconds', 0):.4f} s, "
                          f"TensorFlow {extra.get('tensorflow_seconds', 0):.4f} s (floor = the faster)")
+        firsts = [f"{variant} {batch}: {_seconds(row.get('first_epoch_cold_seconds'))} cold, "
+                  f"{_seconds(row.get('first_epoch_cached_seconds'))} cached"
+                  for variant in ("engine", "engine_defaults") for batch, row in (speed.get(variant) or {}).items()]
+        if firsts:
+            lines.append("engine's first epoch in a fresh process (cold: XLA cache empty, first repeat; cached: later "
+                         "repeats): " + "; ".join(firsts))
         lines.append("")
     lines.append("Dashboard and evaluation")
     lines.append(f"  per-epoch evaluation, train.evaluate on train+validation+test: "

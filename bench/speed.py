@@ -12,6 +12,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,6 +23,8 @@ PROJECT = Path(__file__).resolve().parents[1]
 VARIANT_NAMES = ("engine", "engine_defaults", "keras", "tf1", "numpy", "floor")
 PEERS = ("keras", "tf1", "numpy", "floor")
 CHILD_TIMEOUT = 900.0
+XLA_CACHE_ENV = "SOFTMAX_LAB_XLA_CACHE"
+"""softmax_core.train's persistent compilation cache (named here: this module never imports TensorFlow)."""
 OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 """Set on some machines for old OpenBLAS builds; they slow a current NumPy, so children drop both."""
 
@@ -68,8 +71,20 @@ def run_child(module: str, args: list[str], env: dict[str, str], timeout: float 
 
 
 def measure_speed(settings: SpeedSettings, report: Callable[[str], None] = print) -> list[dict]:
-    """Every (repeat, batch size, variant) result, as the children printed them."""
+    """Every (repeat, batch size, variant) result, as the children printed them.
+
+    The children share one persistent XLA cache that starts empty (unless SOFTMAX_LAB_XLA_CACHE
+    is set): the first repeat's engine processes compile their programs, as a first run on a new
+    machine does, and later repeats load them, as every later CLI run does.
+    """
     env = child_env(settings.keep_openblas_env)
+    if XLA_CACHE_ENV in os.environ or settings.in_process:
+        return _measure_speed(settings, env, report)
+    with tempfile.TemporaryDirectory(prefix="bench-xla-cache-") as folder:
+        return _measure_speed(settings, dict(env, **{XLA_CACHE_ENV: folder}), report)
+
+
+def _measure_speed(settings: SpeedSettings, env: dict[str, str], report: Callable[[str], None]) -> list[dict]:
     results = []
     for repeat in range(settings.repeats):
         shift = repeat % len(VARIANT_NAMES)
@@ -93,7 +108,8 @@ def summarise(results: list[dict]) -> dict[str, dict[str, dict]]:
     """Per variant and batch size: steady seconds per epoch, first epoch, tracing, final losses.
 
     Steady = median over epochs 2..N of every repeat. The floor has no first call (its
-    warm-up pass is untimed), so all its passes count.
+    warm-up pass is untimed), so all its passes count. The first epoch is also given for the
+    first repeat alone (``cold``: the XLA cache was empty) and for the later ones (``cached``).
     """
     summary: dict[str, dict[str, dict]] = {}
     for variant in VARIANT_NAMES:
@@ -106,6 +122,8 @@ def summarise(results: list[dict]) -> dict[str, dict[str, dict]]:
             later_cpu = [s for r in runs for s in r["epoch_cpu_seconds"][skip:]]
             per_repeat = [statistics.median(r["epoch_seconds"][skip:]) for r in runs]
             first = statistics.median(r["epoch_seconds"][0] for r in runs)
+            cold = [r for r in runs if r["repeat"] == 0]
+            cached = [r["epoch_seconds"][0] for r in runs if r["repeat"] > 0]
             steady = statistics.median(later)
             losses = [r["final_train_loss"] for r in runs if r["final_train_loss"] is not None]
             summary.setdefault(variant, {})[str(batch_size)] = {
@@ -114,8 +132,12 @@ def summarise(results: list[dict]) -> dict[str, dict[str, dict]]:
                 "cpu_seconds_per_epoch": statistics.median(later_cpu),
                 "first_epoch_seconds": None if variant == "floor" else first,
                 "first_call_overhead_seconds": None if variant == "floor" else first - steady,
+                "first_epoch_cold_seconds": cold[0]["epoch_seconds"][0] if cold and variant != "floor" else None,
+                "first_epoch_cold_cpu_seconds": cold[0]["epoch_cpu_seconds"][0] if cold and variant != "floor" else None,
+                "first_epoch_cached_seconds": statistics.median(cached) if cached and variant != "floor" else None,
                 "final_train_loss": statistics.median(losses) if losses else None,
                 "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
+                "peak_rss_mb_cold": cold[0]["peak_rss_mb"] if cold else None,
                 "epochs_timed": len(later),
                 "repeats": len(runs),
                 "extra": _merged_extra(runs),

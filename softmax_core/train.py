@@ -8,35 +8,110 @@ with the last finite weights kept. ``warm_up`` compiles the common shapes ahead 
 Importing this module sets TensorFlow's intra-op threads to 1 for the whole process (if no op
 has run yet): a step is too small to split across threads, and the handoff cost more than it
 saved. Training processes are dedicated workers, so the process-wide setting is theirs to make.
+It also points TensorFlow's persistent compilation cache at the lab's cache folder (see
+``_use_persistent_compilation_cache``), so a fresh process loads the programs an earlier one
+compiled instead of compiling them again; that too takes effect only if no op has run yet.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
+import shutil
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
-import tensorflow as tf
 
 from .config import OPTIMIZERS, TrainConfig
-from .data import CLASSES, Mnist
-from .metrics import EpochMetrics
-from .model import initial_weights
+from .data import CLASSES, Mnist, cache_dir
 
-CALL_EXAMPLES = 11_000
-"""Examples per compiled call, about 5 calls an epoch: a call ends well within 0.2 s at any
-batch size, so Stop lands promptly and progress streams, and the fixed cost per call stays small."""
+XLA_CACHE_ENV = "SOFTMAX_LAB_XLA_CACHE"
+"""A folder for compiled XLA programs, or ``off``; unset: ``xla`` beside the MNIST cache."""
+
+
+def xla_cache_dir() -> Path | None:
+    """Where compiled programs are kept between processes: $SOFTMAX_LAB_XLA_CACHE, else the lab's cache."""
+    value = os.environ.get(XLA_CACHE_ENV)
+    if value is not None:
+        return None if value.strip().lower() in ("", "off", "0", "no", "none") else Path(value)
+    return cache_dir().parent / "xla"
+
+
+CACHE_MIN_FREE_BYTES = 256 * 2**20
+"""The persistent cache is used only if its disk has this much free: TensorFlow fails a compile
+whose program it cannot write (a few hundred KB each), so a nearly full disk must not get one."""
+
+
+def _use_persistent_compilation_cache() -> Path | None:
+    """Let TensorFlow keep each compiled program on disk and load it in later processes.
+
+    A fresh process then skips XLA compilation (about 1 CPU second per program) for any program
+    an earlier process compiled: the CLI's first epoch costs what a warm worker's does. Set before
+    TensorFlow compiles anything (its XLA flags are read once). Entries are keyed by the program's
+    HLO, so a changed engine or data shape compiles anew; deleting the folder is always safe.
+    Not used (programs compile in memory, as before) when the folder cannot be written or its
+    disk is nearly full, since TensorFlow then fails the compile instead of skipping the write;
+    an explicit ``--tf_xla_persistent_cache_directory`` in TF_XLA_FLAGS is left as it is.
+    Returns the folder in use, or None.
+    """
+    flags = os.environ.get("TF_XLA_FLAGS", "")
+    inherited = os.environ.pop(_OWN_FLAG_ENV, None)  # a parent's choice, made by this function: made anew here
+    if inherited:
+        flags = " ".join(flags.replace(inherited, " ").split())
+    os.environ["TF_XLA_FLAGS"] = flags
+    folder = xla_cache_dir()
+    if folder is None or "tf_xla_persistent_cache_directory" in flags or not _writable(folder):
+        return None
+    flag = f"--tf_xla_persistent_cache_directory={folder}"
+    os.environ["TF_XLA_FLAGS"], os.environ[_OWN_FLAG_ENV] = f"{flags} {flag}".strip(), flag
+    return folder
+
+
+_OWN_FLAG_ENV = "SOFTMAX_LAB_XLA_CACHE_FLAG"
+"""The flag this module added to TF_XLA_FLAGS, so that a child process tells it from a user's own."""
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+        return shutil.disk_usage(folder).free >= CACHE_MIN_FREE_BYTES
+    except OSError:
+        return False
+
+
+XLA_CACHE = _use_persistent_compilation_cache()
+
+import tensorflow as tf  # noqa: E402  after the cache flag
+
+from .metrics import EpochMetrics  # noqa: E402
+from .model import initial_weights  # noqa: E402
+
+CALL_EXAMPLES = 27_500
+"""About this many examples per compiled call: two calls an epoch. Each call has a fixed cost
+(~1 ms of CPU, more wall time on a busy machine), so fewer is faster; two still stream progress
+within an epoch and end well within 0.1 s each on a quiet machine, so Stop lands promptly."""
+MAX_STEPS_PER_CALL = 2_750
+"""Most steps per call: at tiny batches a step's fixed cost dominates, so calls are cut by steps
+(batch 10: two calls an epoch, ~0.06 s each; batch 1: 20 calls)."""
 SUB_BATCH = 250
 """Most rows of a batch whose float32 copy (784 KB) the step keeps in cache between its two products."""
 COMPILE_THREADS = 2
 """Programs ``warm_up`` compiles at once: XLA compiles on the calling thread, one core each."""
 EVAL_BLOCK = 500
 """Rows per matrix product in an evaluation: their float32 copy (1.6 MB) stays in cache."""
+EVAL_PARTS = 2
+"""An evaluation runs as this many compiled calls at once, one per core (XLA's products use one thread)."""
 DIVERGED_LOSS = 100 * math.log(CLASSES)
 """A mean train loss above 100x an untrained model's (ln 10) means the weights have blown up.
 
@@ -108,9 +183,13 @@ def _shared_tensor(array: np.ndarray) -> tf.Tensor:
     return tf.convert_to_tensor(array)
 
 
-def _images(pixels: tf.Tensor) -> tf.Tensor:
-    """uint8 pixels as float32 in [0, 1], the same values as ``Mnist.images``."""
-    return tf.cast(pixels, tf.float32) * PIXEL_SCALE
+def _pixel_values(pixels: tf.Tensor) -> tf.Tensor:
+    """uint8 pixels as float32 0..255, unscaled: products take 1/255 on their 10-wide side.
+
+    x/255 @ W == (x @ W) / 255, so the scale is applied to the logits and the gradient (a
+    few thousand numbers) instead of to every pixel of every batch.
+    """
+    return tf.cast(pixels, tf.float32)
 
 
 def _cosine(lr0: float, step: int, total: int) -> float:
@@ -143,14 +222,14 @@ def _run_chunk(optimizer: str, Wt, b, slots, X, Y, batches, sizes, steps, lr0, c
 
 
 def _gradient(Wt, b, X, Y, blocks, size):
-    """Mean loss of one batch and its gradient, summed block by block."""
+    """Mean loss of one batch and its gradient, summed block by block (the products over unscaled pixels)."""
     count, width = blocks.shape
     scale = 1.0 / tf.cast(size, tf.float32)
 
     def block(j, loss, gWt, gb):
         idx = blocks[j]
-        x = _images(tf.gather(X, idx))
-        logits = tf.matmul(x, Wt, transpose_b=True) + b
+        x = _pixel_values(tf.gather(X, idx))
+        logits = tf.matmul(x, Wt, transpose_b=True) * PIXEL_SCALE + b
         row_losses, g = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(features=logits, labels=tf.gather(Y, idx))
         weight = tf.where(tf.range(width) + j * width < size, scale, 0.0)
         g = g * weight[:, None]
@@ -159,8 +238,10 @@ def _gradient(Wt, b, X, Y, blocks, size):
 
     zeros = (0, 0.0, tf.zeros_like(Wt), tf.zeros_like(b))
     if count == 1:
-        return block(*zeros)[1:]
-    return tf.while_loop(lambda j, *_: j < count, block, zeros)[1:]
+        loss, gWt, gb = block(*zeros)[1:]
+    else:
+        loss, gWt, gb = tf.while_loop(lambda j, *_: j < count, block, zeros)[1:]
+    return loss, gWt * PIXEL_SCALE, gb
 
 
 def _zero_slots(optimizer: str, Wt: tf.Tensor, b: tf.Tensor) -> tuple[tf.Tensor, ...]:
@@ -187,43 +268,88 @@ def _apply(optimizer: str, Wt, b, gWt, gb, slots, lr, t):
 
 
 @tf.function(jit_compile=True, autograph=False)
-def _evaluation(Wt, b, splits):
-    """(loss, accuracy) of each split, in one XLA call, a block of rows per product."""
-    return tf.stack([_loss_and_accuracy(Wt, b, X, Y) for X, Y in splits])
+def _evaluation(Wt, b, splits, part):
+    """Summed loss and number correct of each split over the rows of one part, in one XLA call.
+
+    The rows of all splits, in order, are cut into EVAL_PARTS parts of about equal size; ``part``
+    (a Python int: one program per part) says which. Returns (splits, 2); zeros where a split
+    has no rows in this part.
+    """
+    return tf.stack([_sums_over(Wt, b, X, Y, start, stop) if stop > start else tf.zeros([2])
+                     for (X, Y), (start, stop) in zip(splits, _part_rows([Y.shape[0] for _, Y in splits], part))])
 
 
-def _loss_and_accuracy(Wt, b, X, Y):
-    """Mean loss and accuracy over all rows: a loop over blocks, then the rows left over."""
-    n = X.shape[0]
-    blocks = n // EVAL_BLOCK
+def _part_rows(sizes: list[int], part: int) -> list[tuple[int, int]]:
+    """(start, stop) of each split's rows that fall in ``part``, cutting at whole EVAL_BLOCKs."""
+    total = sum(sizes)
+    cuts = [min(total, round(total * k / EVAL_PARTS / EVAL_BLOCK) * EVAL_BLOCK) for k in range(EVAL_PARTS + 1)]
+    cuts[-1] = total
+    low, high, offset, rows = cuts[part], cuts[part + 1], 0, []
+    for size in sizes:
+        rows.append((min(max(low - offset, 0), size), min(max(high - offset, 0), size)))
+        offset += size
+    return rows
+
+
+def _sums_over(Wt, b, X, Y, start: int, stop: int):
+    """Summed loss and number correct over rows start..stop: a loop over blocks, then the rows left over."""
+    blocks = (stop - start) // EVAL_BLOCK
 
     def body(i, total):
-        rows = tf.slice(X, [i * EVAL_BLOCK, 0], [EVAL_BLOCK, X.shape[1]])
-        return i + 1, total + _sums(Wt, b, rows, tf.slice(Y, [i * EVAL_BLOCK], [EVAL_BLOCK]))
+        first = start + i * EVAL_BLOCK
+        rows = tf.slice(X, [first, 0], [EVAL_BLOCK, X.shape[1]])
+        return i + 1, total + _sums(Wt, b, rows, tf.slice(Y, [first], [EVAL_BLOCK]))
 
-    _, total = tf.while_loop(lambda i, _: i < blocks, body, (0, tf.zeros([2])))
-    if n % EVAL_BLOCK:
-        total += _sums(Wt, b, X[blocks * EVAL_BLOCK:], Y[blocks * EVAL_BLOCK:])
-    return total / n
+    total = tf.while_loop(lambda i, _: i < blocks, body, (0, tf.zeros([2])))[1] if blocks else tf.zeros([2])
+    rest = start + blocks * EVAL_BLOCK
+    if rest < stop:
+        total += _sums(Wt, b, X[rest:stop], Y[rest:stop])
+    return total
 
 
 def _sums(Wt, b, X, Y):
     """Summed loss and number correct over the rows of X."""
-    logits = tf.matmul(_images(X), Wt, transpose_b=True) + b
+    logits = tf.matmul(_pixel_values(X), Wt, transpose_b=True) * PIXEL_SCALE + b
     loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=Y, logits=logits))
     correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), Y), tf.float32))
     return tf.stack([loss, correct])
 
 
+_evaluation_pool: ThreadPoolExecutor | None = None
+
+
 def _evaluate_t(Wt: tf.Tensor, b: tf.Tensor, data: Mnist) -> dict[str, float]:
-    values = _evaluation(Wt, b, _tensors(data).splits).numpy()
-    return {f"{name}_{kind}": float(values[i, j]) for i, name in enumerate(SPLITS)
+    """Every part on its own thread (the last on the caller's), so an evaluation uses both cores."""
+    global _evaluation_pool
+    splits = _tensors(data).splits
+    with _tensors_lock:
+        if _evaluation_pool is None:
+            _evaluation_pool = ThreadPoolExecutor(max(1, EVAL_PARTS - 1), thread_name_prefix="evaluation")
+    others = [_evaluation_pool.submit(lambda k: _evaluation(Wt, b, splits, k).numpy(), part)
+              for part in range(EVAL_PARTS - 1)]
+    sums = _evaluation(Wt, b, splits, EVAL_PARTS - 1).numpy().astype(np.float64)
+    for other in others:
+        sums += other.result()
+    return {f"{name}_{kind}": float(sums[i, j] / Y.shape[0]) for i, (name, (_, Y)) in enumerate(zip(SPLITS, splits))
             for j, kind in enumerate(("loss", "accuracy"))}
+
+
+def _trace_evaluation(Wt: tf.Tensor, b: tf.Tensor, data: Mnist) -> None:
+    """Trace the evaluation's programs on this thread, in order.
+
+    The persistent cache keys a compiled program by its HLO, which names the traced function
+    with a process-wide counter: tracing in a fixed order, never racing another thread, gives
+    the same names, hence cache hits, in every process that takes the same path.
+    """
+    splits = _tensors(data).splits
+    for part in range(EVAL_PARTS):
+        _evaluation.get_concrete_function(Wt, b, splits, part)
 
 
 def evaluate(W: np.ndarray | tf.Tensor, b: np.ndarray | tf.Tensor, data: Mnist) -> dict[str, float]:
     """Full-split loss and accuracy for train, validation and test."""
-    return _evaluate_t(tf.transpose(tf.convert_to_tensor(W, tf.float32)), tf.convert_to_tensor(b, tf.float32), data)
+    with _plain_cache_errors():
+        return _evaluate_t(tf.transpose(tf.convert_to_tensor(W, tf.float32)), tf.convert_to_tensor(b, tf.float32), data)
 
 
 def _compile_evaluation(Wt: tf.Tensor, b: tf.Tensor, data: Mnist) -> threading.Thread | None:
@@ -235,6 +361,7 @@ def _compile_evaluation(Wt: tf.Tensor, b: tf.Tensor, data: Mnist) -> threading.T
         if data.cache.get("evaluation compiled"):
             return None
         data.cache["evaluation compiled"] = True
+    _trace_evaluation(Wt, b, data)
     thread = threading.Thread(target=_evaluate_t, args=(Wt, b, data), name="compile evaluation", daemon=True)
     thread.start()
     return thread
@@ -244,8 +371,11 @@ def _diverged(step_losses: np.ndarray, train_loss: float) -> bool:
     return not (np.all(np.isfinite(step_losses)) and math.isfinite(train_loss)) or train_loss > DIVERGED_LOSS
 
 
-def _steps_per_call(batch_size: int) -> int:
-    return max(1, CALL_EXAMPLES // batch_size)
+def _steps_per_call(batch_size: int, n: int) -> int:
+    """Steps per compiled call for an epoch of n rows: the epoch's steps split evenly over its calls."""
+    steps = -(-n // batch_size)
+    calls = max(1, round(n / CALL_EXAMPLES), -(-steps // MAX_STEPS_PER_CALL))
+    return -(-steps // calls)
 
 
 def _block_shape(batch_size: int) -> tuple[int, int]:
@@ -260,7 +390,7 @@ def _epoch_batches(perm: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.nd
     Padding (a partial last batch, a batch not split evenly, the last call's unused steps) is
     index 0; it weighs nothing, and steps past the epoch's last are never run.
     """
-    per_call = _steps_per_call(batch_size)
+    per_call = _steps_per_call(batch_size, len(perm))
     blocks, rows = _block_shape(batch_size)
     steps = -(-len(perm) // batch_size)
     calls = -(-steps // per_call)
@@ -280,6 +410,28 @@ def _weights(Wt: tf.Tensor, b: tf.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(Wt.numpy().T), b.numpy()
 
 
+@contextmanager
+def _plain_cache_errors() -> Iterator[None]:
+    """A compile that failed on the persistent cache (disk filled since the check, an entry
+    damaged) raises a RuntimeError that names the folder and the fix, not TensorFlow's op error.
+
+    An unreadable entry is deleted, so the next process compiles it anew. (TensorFlow keeps a
+    failed compile for the rest of the process: this process cannot retry it.)
+    """
+    try:
+        yield
+    except tf.errors.OpError as exc:
+        text = str(exc)
+        if XLA_CACHE is None or str(XLA_CACHE) not in text:
+            raise
+        if isinstance(exc, tf.errors.DataLossError):
+            for path in re.findall(r"\S*xla_compile_cache\S*?\.pb\b", text):
+                Path(path).unlink(missing_ok=True)
+        first_line = text.splitlines()[0][:300] if text else type(exc).__name__
+        raise RuntimeError(f"the cache of compiled programs in {XLA_CACHE} failed: {first_line}. Free space there, "
+                           f"delete the folder, or set {XLA_CACHE_ENV}=off") from exc
+
+
 def train(config: TrainConfig, data: Mnist, on_epoch: EpochCallback | None = None,
           on_progress: ProgressCallback | None = None, stop: threading.Event | None = None) -> TrainResult:
     """Train a fresh softmax regression on ``data`` as ``config`` says.
@@ -287,6 +439,12 @@ def train(config: TrainConfig, data: Mnist, on_epoch: EpochCallback | None = Non
     ``on_epoch(metrics, W, b)`` is called after each finished epoch. Setting ``stop`` (anything
     with ``is_set()``) ends the run after the current call, returning the last finished epoch's weights.
     """
+    with _plain_cache_errors():
+        return _train(config, data, on_epoch, on_progress, stop)
+
+
+def _train(config: TrainConfig, data: Mnist, on_epoch: EpochCallback | None,
+           on_progress: ProgressCallback | None, stop: threading.Event | None) -> TrainResult:
     tensors = _tensors(data)
     kept = initial_weights(config.init, config.seed)
     rng = np.random.default_rng(config.seed)
@@ -300,6 +458,8 @@ def train(config: TrainConfig, data: Mnist, on_epoch: EpochCallback | None = Non
                    l2=tf.constant(config.l2, tf.float32), total_steps=tf.constant(total_steps))
     history: list[EpochMetrics] = []
     started = time.perf_counter()
+    args, kwargs = _first_call_args(tensors, config.optimizer, config.batch_size)
+    _run_chunk.get_concrete_function(*args, **kwargs)  # traced before the evaluation: see _trace_evaluation
     evaluation_ready = _compile_evaluation(Wt, b, data)
     status, message = "completed", ""
     for epoch in range(config.epochs):
@@ -348,27 +508,44 @@ def warm_up(data: Mnist, batch_sizes: tuple[int, ...] = (100, 1000),
 
     A worker process calls it before its first job, so that a first run's first epoch does not
     pay tracing and XLA compilation (each program is compiled once per process and shape, about
-    1 CPU second each). The programs compile two at a time, one per core. Each runs one
-    throwaway step (a loop body's first run has a one-off cost too). Returns the seconds taken.
+    1 CPU second each, or loaded from the persistent cache). Everything is traced first, on this
+    thread and in a fixed order (the cache's keys depend on it); the programs then compile two
+    at a time, one per core. Each runs one throwaway step (a loop body's first run has a
+    one-off cost too). Returns the seconds taken.
     """
+    with _plain_cache_errors():
+        return _warm_up(data, batch_sizes, optimizers)
+
+
+def _warm_up(data: Mnist, batch_sizes: tuple[int, ...], optimizers: tuple[str, ...]) -> float:
     started = time.perf_counter()
     tensors = _tensors(data)
     Wt, b = tf.zeros([CLASSES, tensors.train_x.shape[1]]), tf.zeros([CLASSES])
     with _tensors_lock:
         data.cache["evaluation compiled"] = True
+    _trace_evaluation(Wt, b, data)
+    calls = [_first_call_args(tensors, optimizer, batch) for optimizer in optimizers for batch in batch_sizes]
+    for args, kwargs in calls:
+        _run_chunk.get_concrete_function(*args, **kwargs)
     jobs = [partial(_evaluate_t, Wt, b, data)]
-    jobs += [partial(_first_call, tensors, optimizer, batch) for optimizer in optimizers for batch in batch_sizes]
+    jobs += [partial(_first_call, args, kwargs) for args, kwargs in calls]
     with ThreadPoolExecutor(COMPILE_THREADS, thread_name_prefix="warm up") as pool:
         for done in [pool.submit(job) for job in jobs]:
             done.result()
     return time.perf_counter() - started
 
 
-def _first_call(tensors: _Tensors, optimizer: str, batch_size: int) -> None:
-    """One throwaway step of the program for this optimizer and batch size: compiles it."""
+def _first_call_args(tensors: _Tensors, optimizer: str, batch_size: int) -> tuple[tuple, dict]:
+    """Arguments of one throwaway step of the program for this optimizer and batch size."""
     Wt, b = tf.zeros([CLASSES, tensors.train_x.shape[1]]), tf.zeros([CLASSES])
-    per_call = _steps_per_call(batch_size)
-    _run_chunk(optimizer, Wt, b, _zero_slots(optimizer, Wt, b), tensors.train_x, tensors.train_y,
-               tf.zeros([per_call, *_block_shape(batch_size)], tf.int32), tf.zeros([per_call], tf.int32),
-               tf.constant(1), step0=tf.constant(0), lr0=tf.constant(0.0), cosine=tf.constant(False),
-               l2=tf.constant(0.0), total_steps=tf.constant(1))[-1].numpy()
+    per_call = _steps_per_call(batch_size, tensors.train_x.shape[0])
+    args = (optimizer, Wt, b, _zero_slots(optimizer, Wt, b), tensors.train_x, tensors.train_y,
+            tf.zeros([per_call, *_block_shape(batch_size)], tf.int32), tf.zeros([per_call], tf.int32), tf.constant(1))
+    kwargs = dict(step0=tf.constant(0), lr0=tf.constant(0.0), cosine=tf.constant(False), l2=tf.constant(0.0),
+                  total_steps=tf.constant(1))
+    return args, kwargs
+
+
+def _first_call(args: tuple, kwargs: dict) -> None:
+    """One throwaway step: compiles the program (or loads it from the persistent cache)."""
+    _run_chunk(*args, **kwargs)[-1].numpy()

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from softmax_core.config import TrainConfig
 from softmax_core.data import Mnist
-from softmax_core.train import DIVERGED_LOSS, evaluate, train, warm_up
+from softmax_core.train import DIVERGED_LOSS, EVAL_PARTS, _part_rows, evaluate, train, warm_up
+
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +171,49 @@ def test_tutorial_settings_reproduce_about_90_percent(mnist):
 
 def test_defaults_reach_92_5_percent(mnist):
     assert train(TrainConfig(), mnist).history[-1].test_accuracy >= 0.925
+
+
+@pytest.mark.parametrize("sizes", [[55_000, 5_000, 10_000], [3_000, 500, 1_000], [10, 0, 7], [499, 1, 1]])
+def test_evaluation_parts_cover_every_row_once(sizes):
+    """The evaluation runs as parts on both cores: together they take each split's rows exactly once."""
+    parts = [_part_rows(sizes, part) for part in range(EVAL_PARTS)]
+    for split, size in enumerate(sizes):
+        ranges = sorted(part[split] for part in parts if part[split][1] > part[split][0])
+        assert [r for pair in ranges for r in pair][:1] in ([0], []) and (ranges[-1][1] if ranges else 0) == size
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+
+
+FRESH_PROCESS = """
+import json, sys
+from softmax_core.config import TrainConfig
+from softmax_core.data import load_mnist
+from softmax_core.train import XLA_CACHE, train
+result = train(TrainConfig(epochs=1, batch_size=250, optimizer="momentum", learning_rate=0.05),
+               load_mnist(allow_download=False).head(1000, 200, 300))
+print(json.dumps({"cache": str(XLA_CACHE), "W": float(result.W.sum()), "status": result.status}))
+"""
+
+
+def _fresh_process(cache: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS], cwd=PROJECT, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, SOFTMAX_LAB_XLA_CACHE=cache))
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_compiled_programs_are_kept_for_the_next_process(tmp_path):
+    """A second process loads what the first compiled (no new entries) and trains to the same numbers."""
+    cache = tmp_path / "xla"
+    first = _fresh_process(str(cache))
+    entries = sorted(p.name for p in cache.iterdir())
+    assert first["cache"] == str(cache) and first["status"] == "completed" and entries
+    second = _fresh_process(str(cache))
+    assert sorted(p.name for p in cache.iterdir()) == entries
+    assert second["W"] == first["W"]
+
+
+def test_an_unusable_cache_folder_only_means_compiling_in_memory(tmp_path):
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    result = _fresh_process(str(blocker / "xla"))
+    assert result["cache"] == "None" and result["status"] == "completed"
