@@ -11,25 +11,19 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
-from contextlib import contextmanager
 
+from .live_dashboard import ServerError, StreamlitServer, chromium
 from .speed import PROJECT, BenchError, child_env
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 TRAIN_PATH = "train"
 """URL path of pages/train.py."""
 START_BUTTON = "Start training"
@@ -78,65 +72,20 @@ def skipped(reason: str) -> dict:
     return {"note": f"skipped ({reason})"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def streamlit_server() -> Iterator[tuple[subprocess.Popen, str, Path]]:
     """A fresh ``streamlit run dashboard.py`` with its own runs folder; yields (process, url, runs folder)."""
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as root:
-        env = dict(child_env(), SOFTMAX_LAB_RUNS=str(Path(root) / "runs"))
-        command = [sys.executable, "-m", "streamlit", "run", str(PROJECT / "dashboard.py"),
-                   "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-                   "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
-        log_path = Path(root) / "server.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+        server = StreamlitServer(PROJECT / "dashboard.py", Path(root) / "runs", Path(root) / "server.log",
+                                 env=child_env(), health_timeout=HEALTH_TIMEOUT)
         try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_healthy(process, url, log_path)
-            yield process, url, Path(env["SOFTMAX_LAB_RUNS"])
+            server.start()
+        except ServerError as exc:
+            raise BenchError(str(exc)) from None
+        try:
+            yield server.process, server.url, server.runs_dir
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(15)
-
-
-def _wait_healthy(process: subprocess.Popen, url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + HEALTH_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"streamlit exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                if reply.read().decode().strip() == "ok":
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    raise BenchError(f"streamlit not healthy after {HEALTH_TIMEOUT:.0f} s:\n{log_path.read_text()[-3000:]}")
-
-
-@contextmanager
-def chromium() -> Iterator:
-    """Debian's chromium through Playwright's sync API (never a downloaded browser)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+            server.stop()
 
 
 def open_train_page(browser, url: str, query: str = ""):
