@@ -84,17 +84,31 @@ def test_not_found_offline_says_where_it_looked(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def mirror(tmp_path, mnist_files):
+def serve():
+    """Start local HTTP mirrors: ``serve(folder, handler)`` gives the URL of one; all stop after the test."""
+    servers = []
+
+    def start(folder: Path, handler: type | None = None) -> str:
+        handler = functools.partial(handler or QuietHandler, directory=str(folder))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def mirror(tmp_path, mnist_files, serve):
     """A local HTTP mirror: one folder with a corrupted train-labels file, one with the real files."""
     root = tmp_path / "www"
     shutil.copytree(mnist_files, root / "good")
     shutil.copytree(mnist_files, root / "bad")
     (root / "bad" / "train-labels-idx1-ubyte.gz").write_bytes(b"not mnist")
-    handler = functools.partial(QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    return serve(root).rstrip("/")
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -226,25 +240,8 @@ class CutShortHandler(QuietHandler):
         self.close_connection = True
 
 
-@pytest.fixture
-def serve(mnist_copy):
-    """Start a local mirror of the real files with a given handler; yields its URL."""
-    servers = []
-
-    def start(handler: type) -> str:
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(mnist_copy)))
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}/"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-
-
-def test_download_cut_short_leaves_no_part_file_and_falls_back(tmp_path, serve):
-    cut, good = serve(CutShortHandler), serve(QuietHandler)
+def test_download_cut_short_leaves_no_part_file_and_falls_back(tmp_path, mnist_copy, serve):
+    cut, good = serve(mnist_copy, CutShortHandler), serve(mnist_copy)
     target = tmp_path / "cache"
     with pytest.raises(DataError, match="could not download train-images-idx3-ubyte.gz"):
         data.download(target, mirrors=(cut,))
