@@ -70,6 +70,28 @@ def sgd_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return completed_sgd_run(tmp_path_factory.mktemp("sgd-run"), epochs=2)
 
 
+@pytest.fixture(scope="session")
+def adam_run(tmp_path_factory: pytest.TempPathFactory, mnist: Mnist) -> Path:
+    """One real completed run of the default settings for 2 epochs, once per session: copy it, never change it."""
+    from softmax_core.config import TrainConfig
+    from softmax_core.record import record_run
+    from softmax_core.runs import RunStore
+
+    store = RunStore(tmp_path_factory.mktemp("adam-run"))
+    run_id, status, message = record_run(store, TrainConfig(epochs=2), mnist)
+    assert status == "completed", message
+    return store.path(run_id)
+
+
+@pytest.fixture(scope="session")
+def default_training(mnist: Mnist):
+    """train() with the lab's default settings (20 epochs of Adam) on real MNIST, once per session."""
+    from softmax_core.config import TrainConfig
+    from softmax_core.train import train
+
+    return train(TrainConfig(), mnist)
+
+
 @pytest.fixture
 def mount_tmpfs(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
     """Mount a tmpfs at tmp_path/name with the given options (root only: skips elsewhere); unmounted after."""

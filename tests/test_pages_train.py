@@ -153,8 +153,8 @@ def test_a_link_fills_the_form(mnist: Mnist, runs_dir: Path) -> None:
     assert at.selectbox(key="schedule").value == "constant"
 
 
-def test_a_reload_shows_the_run_from_the_store(mnist: Mnist, runs_dir: Path) -> None:
-    run_id, _, _ = record_run(RunStore(runs_dir), TrainConfig(epochs=2), mnist)
+def test_a_reload_shows_the_run_from_the_store(adam_run: Path, runs_dir: Path) -> None:
+    run_id = shutil.copytree(adam_run, runs_dir / adam_run.name).name
     at = open_page("pages/train.py", run=run_id)
     assert curve_epochs(at, LOSS_AXIS, "test loss") == [1, 2]
     assert any("test accuracy" in s.value for s in at.success)
@@ -182,9 +182,9 @@ def test_a_queued_run_of_a_dead_server_shows_as_cancelled(mnist: Mnist, runs_dir
     assert any("cancelled before it started" in i.value for i in at.info)
 
 
-def test_no_page_imports_tensorflow_into_the_server(mnist: Mnist, runs_dir: Path) -> None:
+def test_no_page_imports_tensorflow_into_the_server(adam_run: Path, runs_dir: Path) -> None:
     """Every page rendered in a fresh process, with a trained run to show: TensorFlow stays out."""
-    record_run(RunStore(runs_dir), TrainConfig(epochs=1), mnist)
+    shutil.copytree(adam_run, runs_dir / adam_run.name)
     script = (
         "import sys\n"
         "from apptest import open_page\n"

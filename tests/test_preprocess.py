@@ -7,10 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from softmax_core.config import TrainConfig
 from softmax_core.model import predict_proba
 from softmax_core.preprocess import canvas_to_mnist, image_file_to_mnist
-from softmax_core.train import train
 
 
 def as_canvas(digit: np.ndarray, size: int, top: int, left: int, side: int = 280) -> np.ndarray:
@@ -24,9 +22,8 @@ def as_canvas(digit: np.ndarray, size: int, top: int, left: int, side: int = 280
 
 
 @pytest.fixture(scope="module")
-def weights(mnist):
-    result = train(TrainConfig(), mnist)
-    return result.W, result.b
+def weights(default_training):
+    return default_training.W, default_training.b
 
 
 def test_blown_up_and_moved_digits_keep_their_accuracy(mnist, weights):

@@ -162,5 +162,6 @@ def test_tutorial_settings_reproduce_about_90_percent(mnist):
     assert 0.89 <= accuracy <= 0.91
 
 
-def test_defaults_reach_92_5_percent(mnist):
-    assert train(TrainConfig(), mnist).history[-1].test_accuracy >= 0.925
+def test_defaults_reach_92_5_percent(default_training):
+    assert default_training.status == "completed" and len(default_training.history) == TrainConfig().epochs
+    assert default_training.history[-1].test_accuracy >= 0.925
