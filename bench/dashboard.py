@@ -11,25 +11,19 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
-from contextlib import contextmanager
 
+from .live_dashboard import ServerError, StreamlitServer, chromium
 from .speed import PROJECT, BenchError, child_env
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 TRAIN_PATH = "train"
 """URL path of pages/train.py."""
 START_BUTTON = "Start training"
@@ -43,9 +37,8 @@ const epochPoints = root => Math.max(0, ...[...root.querySelectorAll(CHARTS)].ma
   ? Math.max(0, ...chart.data.filter(t => (t.mode || '').includes('markers')).map(t => (t.x || []).length))
   : Math.round(chart.querySelectorAll('g.mark-symbol.role-mark path').length / 3)));
 """
-"""The charts (the Train page's live Plotly figures; Vega-Lite ones as they were for a while in
-issue 11, so older checkouts measure too), and the points of the longest epoch curve (Plotly: a
-trace with markers; Vega: symbols of three curves)."""
+"""Plotly charts (before issue 11) and Vega-Lite charts (after) alike: the charts, and the points of
+the longest epoch curve (Plotly: a trace with markers; Vega: symbols of three curves)."""
 MARKS_JS = """() => {""" + CHART_PROBES + """
   const marks = {};
   const checks = {
@@ -79,68 +72,20 @@ def skipped(reason: str) -> dict:
     return {"note": f"skipped ({reason})"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def streamlit_server(launcher: str = "streamlit") -> Iterator[tuple[subprocess.Popen, str, Path]]:
-    """A fresh ``streamlit run dashboard.py`` with its own runs folder; yields (process, url, runs folder).
-
-    ``launcher`` is the module run as ``python -m launcher run …``; its stdin is a pipe the caller may write to.
-    """
-    port = free_port()
+    """A fresh ``streamlit run dashboard.py`` with its own runs folder; yields (process, url, runs folder)."""
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as root:
-        env = dict(child_env(), SOFTMAX_LAB_RUNS=str(Path(root) / "runs"))
-        command = [sys.executable, "-m", launcher, "run", str(PROJECT / "dashboard.py"),
-                   "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-                   "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
-        log_path = Path(root) / "server.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(command, cwd=PROJECT, env=env, stdin=subprocess.PIPE, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+        server = StreamlitServer(PROJECT / "dashboard.py", Path(root) / "runs", Path(root) / "server.log",
+                                 env=child_env(), health_timeout=HEALTH_TIMEOUT, launcher=launcher)
         try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_healthy(process, url, log_path)
-            yield process, url, Path(env["SOFTMAX_LAB_RUNS"])
+            server.start()
+        except ServerError as exc:
+            raise BenchError(str(exc)) from None
+        try:
+            yield server.process, server.url, server.runs_dir
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(15)
-
-
-def _wait_healthy(process: subprocess.Popen, url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + HEALTH_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"streamlit exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                if reply.read().decode().strip() == "ok":
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    raise BenchError(f"streamlit not healthy after {HEALTH_TIMEOUT:.0f} s:\n{log_path.read_text()[-3000:]}")
-
-
-@contextmanager
-def chromium() -> Iterator:
-    """Debian's chromium through Playwright's sync API (never a downloaded browser)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+            server.stop()
 
 
 def open_train_page(browser, url: str, query: str = ""):
@@ -307,29 +252,22 @@ STOP_BATCH = 10
 """The run that is stopped uses batch 10 (about 1 s an epoch here), so it is still live at the click."""
 LIVE_PROBES_JS = """() => {""" + CHART_PROBES + """
   window.__lt = 0;
-  window.__longest = [];
-  new PerformanceObserver(list => { for (const e of list.getEntries()) {
-      window.__lt += e.duration; window.__longest = [...window.__longest, e.duration].sort((a, b) => b - a).slice(0, 3); } })
+  new PerformanceObserver(list => { for (const e of list.getEntries()) window.__lt += e.duration; })
     .observe({type: 'longtask', buffered: false});
   window.__samples = [];
-  window.__seen = new Set();
   const main = () => document.querySelector('[data-testid="stMain"]');
   setInterval(() => {
     const m = main();
     if (!m) return;
-    const charts = [...m.querySelectorAll(CHARTS)];
-    for (const chart of charts) window.__seen.add(chart);
     window.__samples.push({
-      t: performance.now(), charts: charts.length, height: m.scrollHeight,
-      replaced: [...window.__seen].filter(chart => !chart.isConnected).length,
+      t: performance.now(), charts: m.querySelectorAll(CHARTS).length, height: m.scrollHeight,
       points: epochPoints(m),
       done: m.innerText.includes('Done:'),
     });
   }, 200);
 }"""
 """Installed before the page loads: main-thread long tasks summed (ms), and every 200 ms the
-number of charts, how many charts seen before have left the page (a remount replaces a chart
-even when the count holds), the main area's height and the epoch curve's points."""
+number of Plotly charts, the main area's height and the epoch curve's points."""
 STOPPING_JS = """() => {
   const stop = [...document.querySelectorAll('[data-testid="stMain"] button')]
     .find(b => b.innerText.trim().endsWith('Stop'));
@@ -347,24 +285,15 @@ STOPPING_JS = """() => {
 """Clicks Stop in the page (false if there is none yet) and records the ms until it says "Stopping"."""
 
 
-PLOTLY_LOADED_JS = "() => !document.querySelector('.st-key-live_figure_plotly_js') || window.Plotly !== undefined"
-"""The page has finished loading: the plotly.js that the Train page loads ahead of its live curves
-has run (as it has by the time a person has chosen settings)."""
-
-
-def _live_page(browser, url: str, query: str, received: list[int] | None = None):
-    """The Train page with the live probes; the size of every websocket frame it receives goes to ``received``."""
+def _live_page(browser, url: str, query: str):
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     context.add_init_script(f"({LIVE_PROBES_JS})()")
     page = context.new_page()
-    if received is not None:
-        page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: received.append(len(frame))))
     page.set_default_timeout(PAGE_TIMEOUT_MS)
     page.goto(f"{url}/{TRAIN_PATH}?{query}")
     page.wait_for_selector(APP_IDLE)
     page.locator(STATUS_WIDGET).first.wait_for(state="detached")
     start_button(page).wait_for()
-    page.wait_for_function(PLOTLY_LOADED_JS, polling=100)
     return page
 
 
@@ -376,8 +305,6 @@ def _chart_and_height_faults(samples: list[dict]) -> dict:
     drops = sum(1 for a, b in zip(live, live[1:]) if b["height"] < a["height"] - 2)
     return {
         "samples_live": len(live), "chart_unmount_samples": sum(1 for s in live if s["charts"] < most),
-        "charts_replaced_live": live[-1].get("replaced", 0) if live else None,
-        "charts_replaced_by_end": end[-1].get("replaced", 0) if end else None,
         "height_drops_live": drops,
         "height_before_done_px": live[-1]["height"] if live else None,
         "height_after_done_px": end[-1]["height"] if end else None,
@@ -402,14 +329,11 @@ def live_view(log: Log) -> dict:
         warm.get_by_text(DONE_TEXT).first.wait_for(timeout=PAGE_TIMEOUT_MS * 3)
         warm.context.close()
 
-        received: list[int] = []
-        page = _live_page(browser, url, f"epochs={LIVE_EPOCHS}", received)
-        started = page.evaluate("() => { window.__lt = 0; window.__longest = []; window.__samples = []; return performance.now(); }")
-        received.clear()
+        page = _live_page(browser, url, f"epochs={LIVE_EPOCHS}")
+        started = page.evaluate("() => { window.__lt = 0; window.__samples = []; return performance.now(); }")
         first = press_start_until_first_point(page, runs)
         page.get_by_text(DONE_TEXT).first.wait_for(timeout=PAGE_TIMEOUT_MS * 5)
-        busy_ms, done_at, longest = page.evaluate("() => [window.__lt, performance.now(), window.__longest]")
-        websocket_bytes, websocket_frames = sum(received), len(received)
+        busy_ms, done_at = page.evaluate("() => [window.__lt, performance.now()]")
         page.wait_for_timeout(2000)  # then 2 s more to see the end settle
         samples = page.evaluate("() => window.__samples")
         page.context.close()
@@ -425,9 +349,7 @@ def live_view(log: Log) -> dict:
         stop_page.context.close()
     figures = {
         "epochs": LIVE_EPOCHS, "wall_seconds": (done_at - started) / 1000, "busy_seconds": busy_ms / 1000,
-        "busy_share": busy_ms / (done_at - started), "longest_tasks_seconds": [ms / 1000 for ms in longest],
-        "websocket_kb": websocket_bytes / 1000, "websocket_frames": websocket_frames,
-        "websocket_kb_per_epoch": websocket_bytes / 1000 / LIVE_EPOCHS,
+        "busy_share": busy_ms / (done_at - started),
         "start_to_first_point_seconds": first["total"], "stop_to_stopping_seconds": stopping["ms"] / 1000, "stop_first_seen": stopping["seen"],
         **_chart_and_height_faults(samples),
         "load_average_before": load_before, "load_average_after": list(os.getloadavg()),

@@ -1,12 +1,16 @@
-"""Fixtures shared by the whole suite: the real MNIST once per session, a private run store per test."""
+"""Fixtures shared by the whole suite: the real MNIST and one real run once per session, a private
+run store per test, tmpfs mounts that are full or read-only."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
+from made_runs import GOOD, completed_sgd_run
 
 from softmax_core.data import FILES, Mnist, load_mnist, locate
 
@@ -58,6 +62,84 @@ def mnist_copy(tmp_path: Path, mnist_files: Path) -> Path:
     for name in FILES:
         shutil.copy(mnist_files / name, folder / name)
     return folder
+
+
+@pytest.fixture(scope="session")
+def sgd_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real completed run (SGD, 2 epochs), trained once per session: copy it, never change it."""
+    return completed_sgd_run(tmp_path_factory.mktemp("sgd-run"), epochs=2)
+
+
+@pytest.fixture(scope="session")
+def adam_run(tmp_path_factory: pytest.TempPathFactory, mnist: Mnist) -> Path:
+    """One real completed run of the default settings for 2 epochs, once per session: copy it, never change it."""
+    from softmax_core.config import TrainConfig
+    from softmax_core.record import record_run
+    from softmax_core.runs import RunStore
+
+    store = RunStore(tmp_path_factory.mktemp("adam-run"))
+    run_id, status, message = record_run(store, TrainConfig(epochs=2), mnist)
+    assert status == "completed", message
+    return store.path(run_id)
+
+
+@pytest.fixture(scope="session")
+def default_training(mnist: Mnist):
+    """train() with the lab's default settings (20 epochs of Adam) on real MNIST, once per session."""
+    from softmax_core.config import TrainConfig
+    from softmax_core.train import train
+
+    return train(TrainConfig(), mnist)
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
+    """Mount a tmpfs at tmp_path/name with the given options (root only: skips elsewhere); unmounted after."""
+    mounted: list[Path] = []
+
+    def mount(name: str, options: str) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                          capture_output=True).returncode:
+            pytest.skip("mounting a tmpfs needs root")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", str(point)], check=True)
+
+
+@pytest.fixture
+def read_only_mount(mount_tmpfs) -> Path:
+    """An empty tmpfs mounted read-only."""
+    return mount_tmpfs("ro", "ro,size=4m")
+
+
+@pytest.fixture
+def read_only_store(read_only_mount: Path, sgd_run: Path) -> Path:
+    """A read-only runs folder holding one completed run, GOOD."""
+    subprocess.run(["mount", "-o", "remount,rw", str(read_only_mount)], check=True)
+    shutil.copytree(sgd_run, read_only_mount / GOOD)
+    subprocess.run(["mount", "-o", "remount,ro", str(read_only_mount)], check=True)
+    return read_only_mount
+
+
+@pytest.fixture
+def full_disk(mount_tmpfs) -> Path:
+    """A 64 KiB tmpfs filled to the last byte, with an empty runs folder made before it filled."""
+    point = mount_tmpfs("full", "size=64k")
+    (point / "runs").mkdir()
+    fd = os.open(point / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, bytes(4096)):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return point
 
 
 @pytest.fixture(autouse=True)

@@ -36,3 +36,10 @@ def test_unknown_keys_are_refused():
 def test_label_is_short_and_human():
     assert TrainConfig(learning_rate=0.5, optimizer="sgd", epochs=15, l2=0).label() == "sgd lr 0.5 · batch 100 · 15 ep"
     assert TrainConfig().label() == "adam lr 0.002 · batch 100 · 20 ep · L2 0.0001"
+
+
+@pytest.mark.parametrize("rate", [1e-320, 1e-46])
+def test_a_learning_rate_that_is_zero_in_float32_is_refused(rate):
+    with pytest.raises(ConfigError, match="0 in float32"):
+        TrainConfig(learning_rate=rate)
+    assert TrainConfig(learning_rate=1e-44).learning_rate == 1e-44  # a float32 subnormal still moves weights

@@ -1,9 +1,11 @@
-"""The job service on real MNIST with a real worker process: queue, Stop, worker death, failed finishes, restart."""
+"""The job service on real MNIST with a real worker process: queue, Stop, worker death, failed finishes, restart,
+and what a diverging or stopped run leaves in the store (docs/faults.md's run rows)."""
 
 from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import shutil
 import signal
@@ -13,13 +15,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
+from made_runs import assert_weights_are_those_of_the_last_epoch
 
 from apptest import PROJECT, WAIT
 from softmax_core import runs, worker
 from softmax_core.config import TrainConfig
-from softmax_core.jobs import JobService
+from softmax_core.jobs import JobService, JobSnapshot, shared_service
 from softmax_core.runs import RunStore
+from softmax_core.train import DIVERGED_LOSS
 
 LONG = TrainConfig(epochs=500, batch_size=10)
 """A run that trains far longer than any test waits: only Stop or a fault ends it."""
@@ -170,3 +175,57 @@ def test_exports_are_made_by_the_worker_process(service: JobService, tmp_path: P
     assert "MNIST_DIR" in script.read_text() and "softmax_core" not in script.read_text()
     with pytest.raises(runs.RunError, match="no run"):
         service.export(store, "20990101-000000-abcdef", "keras", tmp_path / "none.keras")
+
+
+# --- a learning rate that diverges, Stop pressed mid-run: in the lab's own (shared) job service -------
+
+def finish(run_id: str) -> JobSnapshot:
+    """Wait for a job of the lab's job service (a real worker process) to end."""
+    snap = shared_service().wait(run_id, WAIT)
+    assert snap.done, "the training job did not end"
+    return snap
+
+
+def test_lr_1e4_diverges_in_epoch_1_with_a_message_and_no_weights(tmp_path, mnist):
+    store = RunStore(tmp_path)
+    config = TrainConfig(learning_rate=1e4, optimizer="sgd", schedule="constant", epochs=3)
+    job = snap = finish(shared_service().submit(store, config))
+    assert snap.status == "diverged" and snap.history == []
+    run = store.get(job.run_id)
+    assert run.status == "diverged" and run.epochs_completed == 0 and run.final == {}
+    assert "in epoch 1" in run.message and "learning rate 10000 is too large for sgd" in run.message
+    with pytest.raises(runs.RunError, match="no weights yet"):
+        store.load_weights(job.run_id)
+
+
+def test_late_divergence_keeps_every_finite_epoch_and_its_weights(tmp_path, mnist):
+    """lr 700 (sgd, batch 1000, seed 1) trains a few finite epochs, then blows up (epoch 5 here)."""
+    store = RunStore(tmp_path)
+    config = TrainConfig(learning_rate=700, optimizer="sgd", schedule="constant", batch_size=1000, seed=1, epochs=12,
+                         l2=0.0)
+    job = finish(shared_service().submit(store, config))
+    run = store.get(job.run_id)
+    assert run.status == "diverged"
+    kept = run.epochs_completed
+    assert 1 <= kept < config.epochs, "this setting should diverge after at least one finite epoch"
+    assert [m["epoch"] for m in run.metrics] == list(range(1, kept + 1))
+    assert all(math.isfinite(m["train_loss"]) and m["train_loss"] <= DIVERGED_LOSS for m in run.metrics)
+    assert f"in epoch {kept + 1}" in run.message and f"Kept the weights of epoch {kept}" in run.message
+    assert_weights_are_those_of_the_last_epoch(store, job.run_id, mnist)
+    assert np.isfinite(store.load_weights(job.run_id)[0]).all()
+
+
+def test_stop_mid_run_saves_a_stopped_run_with_every_finished_epoch(tmp_path, mnist):
+    store = RunStore(tmp_path)
+    config = TrainConfig(learning_rate=0.1, optimizer="sgd", schedule="constant", epochs=200)
+    service = shared_service()
+    run_id = service.submit(store, config)
+    wait_until(lambda: len(service.snapshot(run_id).history) >= 2, "two finished epochs")
+    service.stop(run_id)
+    job = snap = finish(run_id)
+    assert snap.status == "stopped" and "stopped by request" in snap.message
+    run = store.get(job.run_id)
+    assert run.status == "stopped" and run.epochs_completed == len(snap.history) >= 2
+    assert run.epochs_completed < config.epochs
+    assert [m["epoch"] for m in run.metrics] == [h.epoch for h in snap.history]
+    assert_weights_are_those_of_the_last_epoch(store, job.run_id, mnist)

@@ -1,4 +1,5 @@
-"""AppTest of the inspection pages (Weights, Draw, Errors) with and without a really trained run.
+"""AppTest of the inspection pages (Weights, Draw, Errors) with and without a really trained run;
+damaged weights, a 500-epoch history and odd drawings (docs/faults.md).
 
 The Draw page gets its drawing the way the browser sends it: a PNG data URL in the canvas
 component's own session state, here made from a real MNIST test digit blown up to 280x280.
@@ -9,11 +10,14 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from made_runs import GOOD
 from PIL import Image
+from test_preprocess import BLANKS, FILLED, canvas
 from streamlit.testing.v1 import AppTest
 
 from apptest import WAIT, open_page, open_tab
@@ -74,11 +78,9 @@ def chart(at: AppTest, title_start: str = "", trace_type: str | None = None) -> 
 
 
 @pytest.fixture
-def run_id(mnist: Mnist, runs_dir: Path) -> str:
-    """One real two-epoch run of the default settings in the test's own store."""
-    run_id, status, _ = record_run(RunStore(runs_dir), TrainConfig(epochs=2), mnist)
-    assert status == "completed"
-    return run_id
+def run_id(adam_run: Path, runs_dir: Path) -> str:
+    """One real two-epoch run of the default settings, copied into the test's own store."""
+    return shutil.copytree(adam_run, runs_dir / adam_run.name).name
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -212,3 +214,56 @@ def test_weights_page_with_a_single_epoch_has_no_slider(mnist: Mnist, runs_dir: 
     assert not at.slider
     (animated,) = chart(at, "Templates after epoch")
     assert animated["layout"]["title"]["text"] == "Templates after epoch 1 of 1"
+
+
+# --- damaged weights, long histories, odd drawings ---------------------------------------------------
+
+def test_weights_damaged_behind_an_intact_header_stop_the_page_with_the_reason(sgd_run, runs_dir):
+    run = shutil.copytree(sgd_run, runs_dir / GOOD)
+    raw = bytearray((run / "weights.npz").read_bytes())
+    raw[2000] ^= 0xFF
+    (run / "weights.npz").write_bytes(bytes(raw))
+    for page in PAGES:
+        at = open_page(page)
+        assert any("cannot be used" in e.value for e in at.error)
+
+
+def test_a_500_epoch_history_is_animated_from_a_sample(sgd_run, runs_dir):
+    run = shutil.copytree(sgd_run, runs_dir / GOOD)
+    epochs = 500
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    (run / "metrics.jsonl").write_text("".join(json.dumps({**rows[-1], "epoch": e + 1}) + "\n" for e in range(epochs)))
+    config = json.loads((run / "config.json").read_text())
+    config["config"]["epochs"] = epochs
+    (run / "config.json").write_text(json.dumps(config))
+    stack = np.random.default_rng(0).normal(size=(epochs, 784, 10)).astype(np.float16)
+    np.savez(run / "evolution.npz", W=stack)
+    at = open_tab(open_page("pages/weights.py"), "weights_tab", "Epoch by epoch")
+    (animated,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                   if json.loads(c.proto.spec).get("frames")]
+    names = [frame["name"] for frame in animated["frames"]]
+    assert len(names) <= 41 and names[0] == "1" and names[-1] == str(epochs)
+    assert [step["label"] for step in animated["layout"]["sliders"][0]["steps"]] == names
+    assert animated["layout"]["title"]["text"] == f"Templates after epoch {epochs} of {epochs}"
+    np.testing.assert_allclose(array(animated["data"][3]["z"]).astype(np.float32),
+                               stack[epochs - 1][:, 3].reshape(28, 28).astype(np.float32), rtol=1e-3)
+
+
+@pytest.mark.parametrize("drawing", ["specks", "faint wash", "whole canvas", "one-pixel line"])
+def test_draw_page_asks_for_a_digit_or_gives_a_sane_guess(sgd_run, runs_dir, drawing):
+    run_id = shutil.copytree(sgd_run, runs_dir / GOOD).name
+    rgba = canvas({**BLANKS, **FILLED}[drawing])
+    at = draw(open_page("pages/draw.py"), rgba)
+    assert not at.exception, [e.message for e in at.exception]
+    if drawing in BLANKS:
+        assert any("Draw a digit" in m.value for m in at.markdown)
+        assert not at.metric
+        return
+    W, b = RunStore(runs_dir).load_weights(run_id)
+    proba = predict_proba(W, b, canvas_to_mnist(rgba))[0]
+    assert np.isfinite(proba).all() and proba.sum() == pytest.approx(1.0, abs=1e-5)
+    doubted = [w.value for w in at.warning if "does not look like a digit" in w.value]
+    if drawing == "whole canvas":  # all ink: a blob, and the page says so instead of a confident guess
+        assert doubted and "too much ink" in doubted[0] and not at.metric
+    else:
+        assert doubted or (at.metric[0].label == "Top guess" and at.metric[0].value == str(int(proba.argmax())))

@@ -1,20 +1,27 @@
-"""AppTest of the Runs page on real runs: table, unreadable runs, overlay, downloads, delete."""
+"""AppTest of the Runs page on real runs: table, unreadable runs, overlay, downloads, delete; a store of
+hostile, damaged or read-only runs, or no store at all, on every page (docs/faults.md).
+
+Damaged runs are copies of a real run, damaged by hand.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from made_runs import BROKEN, GOOD, HOSTILE, Marker, metrics_edit
 from streamlit.testing.v1 import AppTest
 
-from apptest import DASHBOARD, open_page
+from apptest import ALL_PAGES, DASHBOARD, open_page, shown, texts
 
 from softmax_core.config import TrainConfig
 from softmax_core.data import Mnist
 from softmax_core.record import record_run
 from softmax_core.runs import RunStore
-
+from ui.session import literal
 
 
 def open_runs(**params: str) -> AppTest:
@@ -123,3 +130,92 @@ def test_several_runs_are_deleted_together_after_one_confirmation(two_runs_and_a
     assert not at.exception
     assert [p.name for p in runs_dir.iterdir()] == [second]
     assert list(at.dataframe[0].value["Run id"]) == [second]
+
+
+# --- hostile and damaged runs: one bad file never takes a page down ----------------------------------
+
+def test_every_page_works_with_a_store_of_hostile_runs(sgd_run, runs_dir):
+    shutil.copytree(sgd_run, runs_dir / GOOD)
+    ids = {}
+    for n, (case, (damage, _)) in enumerate(HOSTILE.items()):
+        run = shutil.copytree(sgd_run, runs_dir / f"20000101-000002-{n:06d}")
+        damage(run)
+        ids[run.name] = case
+    for page in ALL_PAGES:
+        at = open_page(page)
+        if page in ("pages/weights.py", "pages/draw.py", "pages/errors.py"):
+            assert at.selectbox(key=page.split("/")[1].removesuffix(".py") + "_run").value == GOOD
+    at = open_page("pages/runs.py")
+    [reasons] = [d.value for d in at.dataframe if "Reason" in d.value.columns]
+    assert set(reasons["Run id"]) == set(ids)
+    assert not any(str(runs_dir) in r for r in reasons["Reason"])
+    for run_id in list(ids)[:5]:
+        open_page("pages/train.py", run=run_id)
+
+
+def damaged_store(source_run: Path, runs_dir: Path, marker: Path) -> dict[str, str]:
+    """A good run plus one copy per kind of damage; returns {run id: expected reason}."""
+    good = shutil.copytree(source_run, runs_dir / GOOD)
+    broken = {name: shutil.copytree(source_run, runs_dir / f"20000101-000001-{name}")
+              for name in ("trunc0", "pickle", "shape0", "listrow", "badjson")}
+    (broken["trunc0"] / "weights.npz").write_bytes((broken["trunc0"] / "weights.npz").read_bytes()[:4000])
+    np.savez(broken["pickle"] / "weights.npz", W=np.array([Marker(marker)], dtype=object), b=np.zeros(10))
+    np.savez(broken["shape0"] / "weights.npz", W=np.zeros((28, 28)), b=np.zeros(10))
+    metrics = broken["listrow"] / "metrics.jsonl"
+    metrics.write_text(json.dumps([json.loads(metrics.read_text().splitlines()[0])]) + "\n")
+    (broken["badjson"] / "config.json").write_text('{"config": {')
+    np.savez(good / "evolution.npz", W=np.array([Marker(marker)], dtype=object))  # weights fine, history pickled
+    return {good.name: "", broken["trunc0"].name: "weights.npz cannot be loaded safely",
+            broken["pickle"].name: "weights.npz cannot be loaded safely", broken["shape0"].name: "expected (784, 10)",
+            broken["listrow"].name: "not an object", broken["badjson"].name: "config.json is not valid JSON"}
+
+
+def test_damaged_runs_are_listed_with_their_reason_and_no_page_breaks(sgd_run, runs_dir, tmp_path):
+    marker = tmp_path / "PICKLE-WAS-LOADED"
+    expected = damaged_store(sgd_run, runs_dir, marker)
+    at = open_page("pages/runs.py")
+    assert any("5 run folders cannot be read" in w for w in texts(at.warning))
+    [reasons] = [d.value for d in at.dataframe if "Reason" in d.value.columns]
+    listed = dict(zip(reasons["Run id"], reasons["Reason"]))
+    for run_id, reason in expected.items():
+        if reason:
+            assert reason in listed[run_id]
+    good = next(run_id for run_id, reason in expected.items() if not reason)
+    assert good not in listed
+    for page in ALL_PAGES:  # every page with the damaged store, as a user clicks through
+        open_page(page)
+    weights = open_page("pages/weights.py")
+    assert weights.selectbox(key="weights_run").value == good
+    for run_id, reason in expected.items():
+        if reason:
+            assert any(literal(reason) in e for e in texts(open_page("pages/train.py", run=run_id).error))
+    assert not marker.exists(), "a pickle was loaded"
+
+
+def test_the_runs_page_never_prints_the_server_folder(sgd_run, runs_dir):
+    shutil.copytree(sgd_run, runs_dir / GOOD)
+    broken = shutil.copytree(sgd_run, runs_dir / BROKEN)
+    metrics_edit(broken, "test_accuracy", '"high"')
+    at = open_page("pages/runs.py")
+    assert not any(str(runs_dir) in text for text in shown(at))
+    assert not any(str(runs_dir) in str(d.value.to_dict()) for d in at.dataframe)
+
+
+# --- a runs folder that is a file, or read-only ---------------------------------------------------
+
+def test_a_runs_folder_that_is_a_file_breaks_no_page(tmp_path, monkeypatch):
+    afile = tmp_path / "runs"
+    afile.write_text("not a folder")
+    monkeypatch.setenv("SOFTMAX_LAB_RUNS", str(afile))
+    for page in ALL_PAGES:
+        open_page(page)
+
+
+def test_delete_in_a_read_only_store_shows_why_and_keeps_the_run(read_only_store, monkeypatch):
+    monkeypatch.setenv("SOFTMAX_LAB_RUNS", str(read_only_store))
+    at = open_page("pages/runs.py")
+    at.button(key="runs_delete").click().run()
+    at.button(key="runs_delete_confirm").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("Not deleted" in e.value and "Read\\-only file system" in e.value for e in at.error)
+    assert (read_only_store / GOOD / "weights.npz").is_file()

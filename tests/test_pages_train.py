@@ -1,16 +1,21 @@
-"""AppTest of Home and Train on real MNIST and real TensorFlow, with a private run store per test."""
+"""AppTest of Home and Train on real MNIST and real TensorFlow, with a private run store per test;
+hostile links and tampered or diverged runs as the Train page shows them (docs/faults.md)."""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from made_runs import GOOD, with_key
 from streamlit.testing.v1 import AppTest
 
-from apptest import PROJECT, WAIT, curve_epochs, live_figures, open_page
+from apptest import (ALL_PAGES, HOSTILE_TEXT, PROJECT, WAIT, assert_inert, curve_epochs, live_figures, open_page,
+                     rendered, shown, texts)
 from softmax_core.figures.curves import ACCURACY_AXIS, LOSS_AXIS
 from softmax_core.config import TrainConfig
 from softmax_core.data import Mnist
@@ -148,8 +153,8 @@ def test_a_link_fills_the_form(mnist: Mnist, runs_dir: Path) -> None:
     assert at.selectbox(key="schedule").value == "constant"
 
 
-def test_a_reload_shows_the_run_from_the_store(mnist: Mnist, runs_dir: Path) -> None:
-    run_id, _, _ = record_run(RunStore(runs_dir), TrainConfig(epochs=2), mnist)
+def test_a_reload_shows_the_run_from_the_store(adam_run: Path, runs_dir: Path) -> None:
+    run_id = shutil.copytree(adam_run, runs_dir / adam_run.name).name
     at = open_page("pages/train.py", run=run_id)
     assert curve_epochs(at, LOSS_AXIS, "test loss") == [1, 2]
     assert any("test accuracy" in s.value for s in at.success)
@@ -177,16 +182,13 @@ def test_a_queued_run_of_a_dead_server_shows_as_cancelled(mnist: Mnist, runs_dir
     assert any("cancelled before it started" in i.value for i in at.info)
 
 
-PAGES = ("pages/train.py", "pages/weights.py", "pages/draw.py", "pages/runs.py", "pages/errors.py", "pages/sweep.py")
-
-
-def test_no_page_imports_tensorflow_into_the_server(mnist: Mnist, runs_dir: Path) -> None:
+def test_no_page_imports_tensorflow_into_the_server(adam_run: Path, runs_dir: Path) -> None:
     """Every page rendered in a fresh process, with a trained run to show: TensorFlow stays out."""
-    record_run(RunStore(runs_dir), TrainConfig(epochs=1), mnist)
+    shutil.copytree(adam_run, runs_dir / adam_run.name)
     script = (
         "import sys\n"
         "from apptest import open_page\n"
-        f"for page in (None, *{PAGES!r}):\n"
+        f"for page in {ALL_PAGES!r}:\n"
         "    open_page(page)\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
         "print(len(loaded), loaded[:5])\n"
@@ -195,3 +197,56 @@ def test_no_page_imports_tensorflow_into_the_server(mnist: Mnist, runs_dir: Path
                           cwd=PROJECT / "tests", env={**__import__("os").environ, "PYTHONPATH": str(PROJECT)})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "0 []"
+
+
+# --- text from a link or a run file is shown literally ---------------------------------------------
+
+def test_a_link_setting_with_markup_is_refused_and_shown_literally(runs_dir):
+    at = open_page("pages/train.py", optimizer=HOSTILE_TEXT)
+    [refusal] = [e for e in shown(at) if "Link setting refused" in e]
+    assert_inert(refusal)
+    assert "example.org" in rendered(refusal), "the value is shown, escaped"
+    assert at.selectbox(key="optimizer").value == TrainConfig().optimizer
+
+
+def test_a_learning_rate_that_underflows_in_a_link_is_refused(runs_dir):
+    at = open_page("pages/train.py", learning_rate="1e-320")
+    assert any("**learning_rate**" in e and "0 in float32" in e for e in shown(at))
+
+
+@pytest.mark.parametrize("status", ["failed", "diverged"])
+def test_a_tampered_status_message_is_shown_literally(sgd_run, runs_dir, status):
+    run = shutil.copytree(sgd_run, runs_dir / GOOD)
+    with_key(run / "status.json", "status", json.dumps(status))
+    with_key(run / "status.json", "message", json.dumps(HOSTILE_TEXT))
+    at = open_page("pages/train.py", run=GOOD)
+    [message] = [e for e in shown(at) if "example.org" in rendered(e)]
+    assert_inert(message)
+
+
+def test_a_tampered_config_value_is_refused_and_the_reason_shown_literally(sgd_run, runs_dir):
+    run = shutil.copytree(sgd_run, runs_dir / GOOD)
+    config = json.loads((run / "config.json").read_text())
+    config["config"]["optimizer"] = HOSTILE_TEXT
+    (run / "config.json").write_text(json.dumps(config))
+    at = open_page("pages/train.py", run=GOOD)
+    [reason] = [e for e in at.error if "cannot be read" in e.value]
+    assert_inert(reason.value)
+    for page in ALL_PAGES:
+        for text in shown(open_page(page, run=GOOD)):
+            assert_inert(text)
+
+
+def test_a_late_diverged_run_shows_a_warning_and_curves_that_stop_there(mnist: Mnist, runs_dir):
+    config = TrainConfig(learning_rate=700, optimizer="sgd", schedule="constant", batch_size=1000, seed=1, epochs=12,
+                         l2=0.0)
+    run_id, _, _ = record_run(RunStore(runs_dir), config, mnist)
+    run = RunStore(runs_dir).get(run_id)
+    assert run.status == "diverged" and 1 <= run.epochs_completed < config.epochs
+    at = open_page("pages/train.py", run=run_id)
+    [warning] = texts(at.warning)
+    assert "Training diverged" in warning and f"in epoch {run.epochs_completed + 1}" in warning
+    for axis, trace in ((LOSS_AXIS, "train loss"), (LOSS_AXIS, "test loss"), (ACCURACY_AXIS, "test accuracy")):
+        assert curve_epochs(at, axis, trace) == list(range(1, run.epochs_completed + 1))
+    [table] = [d.value for d in open_page("pages/runs.py").dataframe if "Status" in d.value.columns]
+    assert list(table["Status"]) == ["⚠ diverged"]

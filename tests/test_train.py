@@ -169,8 +169,9 @@ def test_tutorial_settings_reproduce_about_90_percent(mnist):
     assert 0.89 <= accuracy <= 0.91
 
 
-def test_defaults_reach_92_5_percent(mnist):
-    assert train(TrainConfig(), mnist).history[-1].test_accuracy >= 0.925
+def test_defaults_reach_92_5_percent(default_training):
+    assert default_training.status == "completed" and len(default_training.history) == TrainConfig().epochs
+    assert default_training.history[-1].test_accuracy >= 0.925
 
 
 @pytest.mark.parametrize("sizes", [[55_000, 5_000, 10_000], [3_000, 500, 1_000], [10, 0, 7], [499, 1, 1]])

@@ -2,8 +2,9 @@
 
 The server runs as a subprocess on a free port with its own temporary runs folder, so it never
 touches a user's runs nor collides with AppTest tests. Chromium is the system one at
-/usr/bin/chromium (never `playwright install`). Both live for this package only: they are
-stopped after the last browser test, before the rest of the suite runs.
+/usr/bin/chromium (never `playwright install`). Both come from bench/live_dashboard.py, as the
+benchmarks' do, and live for this package only: they are stopped after the last browser test,
+before the rest of the suite runs.
 
 Without chromium (or Playwright) these tests skip locally but fail under CI=true.
 """
@@ -11,26 +12,16 @@ Without chromium (or Playwright) these tests skip locally but fail under CI=true
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
+from bench.live_dashboard import CHROMIUM, VIEWPORT, ServerError, StreamlitServer
+from bench.live_dashboard import chromium as launch_chromium
+
 from .dom import PROJECT, save_screenshot, wait_idle
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync",
-]
-VIEWPORT = {"width": 1366, "height": 900}
 HEALTH_TIMEOUT = 90.0
 """Seconds for the server to answer its health check: Streamlit starts in ~3 s, slower under load."""
 EXPECT_TIMEOUT = 30_000
@@ -69,102 +60,36 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class StreamlitServer:
-    """One `streamlit run` subprocess; `kill()` then `start()` restarts it on the same port and runs."""
-
-    def __init__(self, app: Path, port: int, runs_dir: Path, log_path: Path, workers: int | None = None) -> None:
-        self.app, self.port, self.runs_dir, self.log_path = app, port, runs_dir, log_path
-        self.workers = workers
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ, SOFTMAX_LAB_RUNS=str(self.runs_dir), TF_CPP_MIN_LOG_LEVEL="2",
-                   PYTHONUNBUFFERED="1")
-        if env.get("MNIST_DIR"):
-            env["MNIST_DIR"] = str(Path(env["MNIST_DIR"]).resolve())
-        if self.workers:
-            env["SOFTMAX_LAB_WORKERS"] = str(self.workers)
-        return env
-
-    def start(self) -> None:
-        command = [sys.executable, "-m", "streamlit", "run", str(self.app), "--server.headless", "true",
-                   "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-                   "--server.port", str(self.port), "--server.address", "127.0.0.1"]
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n--- start {' '.join(command)}\n".encode())
-            self.process = subprocess.Popen(command, cwd=self.app.parent, env=self.env(), stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait_healthy()
-
-    def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + HEALTH_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"streamlit exited with {self.process.returncode} before it was healthy:\n{self.log()}",
-                            pytrace=False)
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as reply:
-                    if reply.read().decode().strip() == "ok":
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.2)
-        self.stop()
-        pytest.fail(f"streamlit not healthy on port {self.port} after {HEALTH_TIMEOUT:.0f} s:\n{self.log()}",
-                    pytrace=False)
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash or an OOM kill would: nothing gets to clean up."""
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log(self, tail: int = 6000) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else "(no log)"
-        return text[-tail:]
-
-
 @pytest.fixture(scope="package")
 def chromium() -> Iterator:
     """Debian chromium launched through Playwright's sync API, shared by the package's tests."""
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM} not found: apt-get install chromium (never `playwright install`)")
     try:
-        from playwright.sync_api import expect, sync_playwright
+        from playwright.sync_api import expect
     except ImportError:
         _unavailable("playwright is not installed: pip install -r requirements-dev.txt")
     expect.set_options(timeout=EXPECT_TIMEOUT)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with launch_chromium() as browser:
         yield browser
-        browser.close()
+
+
+def start_server(root: Path, workers: int | None = None) -> StreamlitServer:
+    """The dashboard served from this checkout with an empty runs folder in ``root``, healthy."""
+    server = StreamlitServer(PROJECT / "dashboard.py", root / "runs", root / "server.log", workers=workers,
+                             health_timeout=HEALTH_TIMEOUT)
+    server.runs_dir.mkdir()
+    try:
+        server.start()
+    except ServerError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return server
 
 
 @pytest.fixture(scope="package")
 def server(chromium, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamlitServer]:
-    """The dashboard served from this checkout, with an empty runs folder of its own."""
-    root = tmp_path_factory.mktemp("streamlit")
-    app = StreamlitServer(PROJECT / "dashboard.py", free_port(), root / "runs", root / "server.log")
-    app.runs_dir.mkdir()
-    app.start()
+    """The dashboard with an empty runs folder of its own."""
+    app = start_server(tmp_path_factory.mktemp("streamlit"))
     yield app
     app.stop()
 

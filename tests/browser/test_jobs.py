@@ -14,8 +14,8 @@ from playwright.sync_api import expect
 
 from softmax_core.runs import RunStore
 
-from .conftest import EXPECT_TIMEOUT, VIEWPORT, StreamlitServer, free_port
-from .dom import PROJECT, exception_texts, save_screenshot, wait_for_points, wait_idle
+from .conftest import EXPECT_TIMEOUT, VIEWPORT, start_server
+from .dom import exception_texts, save_screenshot, wait_for_points, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -80,10 +80,7 @@ def test_a_closed_tabs_run_is_stopped_from_another_session(new_page, server) -> 
 @pytest.fixture(scope="module")
 def one_slot(chromium, tmp_path_factory: pytest.TempPathFactory):
     """A second dashboard server with SOFTMAX_LAB_WORKERS=1: one run trains at a time."""
-    root = tmp_path_factory.mktemp("one-slot")
-    app = StreamlitServer(PROJECT / "dashboard.py", free_port(), root / "runs", root / "server.log", workers=1)
-    app.runs_dir.mkdir()
-    app.start()
+    app = start_server(tmp_path_factory.mktemp("one-slot"), workers=1)
     contexts = []
 
     def open_page(path: str):
