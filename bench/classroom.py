@@ -116,7 +116,11 @@ def room(sessions: int, browsers: int, epochs: int) -> dict:
                 raise TimeoutError(f"{len(ended)} of {sessions} runs ended in {RUN_TIMEOUT:.0f} s")
             path, title = BROWSE[len(renders) % len(BROWSE)]
             renders.append(render_seconds(bystander, f"{url}/{path}", title))
-        wall = max(store.get(r).ended for r in ours) - min(store.get(r).created for r in ours)
+        infos = [store.get(r) for r in ours]
+        for info in infos:
+            if info.status != "completed":
+                log(f"classroom: run {info.run_id} (seed {info.config.seed}) ended {info.status}: {info.message}")
+        wall = max(i.ended or time.time() for i in infos) - min(i.created for i in infos)
         server_mb = peak_rss_mb(server.pid)
         worker_mb = [peak_rss_mb(pid) for pid in children(server.pid)]
         runs_by_seed = {store.get(r).config.seed: store.get(r) for r in ours}

@@ -75,7 +75,8 @@ def measure_speed(settings: SpeedSettings, report: Callable[[str], None] = print
 
     The children share one persistent XLA cache that starts empty (unless SOFTMAX_LAB_XLA_CACHE
     is set): the first repeat's engine processes compile their programs, as a first run on a new
-    machine does, and later repeats load them, as every later CLI run does.
+    machine does, and later repeats load them, as later CLI runs do when
+    SOFTMAX_LAB_XLA_CACHE is set (without it, every CLI run pays the cold figure).
     """
     env = child_env(settings.keep_openblas_env)
     if XLA_CACHE_ENV in os.environ or settings.in_process:

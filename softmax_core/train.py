@@ -8,9 +8,9 @@ with the last finite weights kept. ``warm_up`` compiles the common shapes ahead 
 Importing this module sets TensorFlow's intra-op threads to 1 for the whole process (if no op
 has run yet): a step is too small to split across threads, and the handoff cost more than it
 saved. Training processes are dedicated workers, so the process-wide setting is theirs to make.
-It also points TensorFlow's persistent compilation cache at the lab's cache folder (see
-``_use_persistent_compilation_cache``), so a fresh process loads the programs an earlier one
-compiled instead of compiling them again; that too takes effect only if no op has run yet.
+When $SOFTMAX_LAB_XLA_CACHE names a folder, it also points TensorFlow's persistent compilation
+cache there (see ``_use_persistent_compilation_cache``), so a fresh process loads the programs an
+earlier one compiled instead of compiling them again; that too takes effect only if no op has run yet.
 """
 
 from __future__ import annotations
@@ -32,18 +32,21 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .config import OPTIMIZERS, TrainConfig
-from .data import CLASSES, Mnist, cache_dir
+from .data import CLASSES, Mnist
 
 XLA_CACHE_ENV = "SOFTMAX_LAB_XLA_CACHE"
-"""A folder for compiled XLA programs, or ``off``; unset: ``xla`` beside the MNIST cache."""
+"""A folder for compiled XLA programs; unset or ``off``: none, every process compiles its own.
+
+Opt-in: TensorFlow logs errors when it loads its own entries ("Could lead to execution errors
+such as SIGILL", a parse error), and a folder shared by machines with different CPUs (a home
+on NFS) would hand one machine's code to another. The job service's worker compiles once per
+server start, ahead of the first run, so the dashboard does not need it."""
 
 
 def xla_cache_dir() -> Path | None:
-    """Where compiled programs are kept between processes: $SOFTMAX_LAB_XLA_CACHE, else the lab's cache."""
-    value = os.environ.get(XLA_CACHE_ENV)
-    if value is not None:
-        return None if value.strip().lower() in ("", "off", "0", "no", "none") else Path(value)
-    return cache_dir().parent / "xla"
+    """Where compiled programs are kept between processes: $SOFTMAX_LAB_XLA_CACHE, if set and not off."""
+    value = os.environ.get(XLA_CACHE_ENV, "")
+    return None if value.strip().lower() in ("", "off", "0", "no", "none") else Path(value)
 
 
 CACHE_MIN_FREE_BYTES = 256 * 2**20

@@ -17,6 +17,7 @@ from .dom import CANVAS, draw_stroke, exception_texts, save_screenshot, wait_for
 pytestmark = pytest.mark.browser
 
 LOSS_CHART, TRAIN_LOSS = "train_loss_chart", "train loss"
+ACCURACY_CHART, TEST_ACCURACY = "train_accuracy_chart", "test accuracy"
 SAMPLER_JS = """() => {
   const main = document.querySelector('[data-testid="stMain"]');
   const first = [...main.querySelectorAll('.js-plotly-plot')];
@@ -39,6 +40,7 @@ def test_charts_stay_mounted_and_height_holds_to_the_end(new_page, report_figure
     page = new_page("train?epochs=12")
     page.get_by_role("button", name="Start training").click()
     wait_for_points(page, LOSS_CHART, TRAIN_LOSS)
+    wait_for_points(page, ACCURACY_CHART, TEST_ACCURACY)  # each chart draws on its own
     charts = page.evaluate(SAMPLER_JS)
     assert charts == 2, f"{charts} Plotly charts at the first point: loss and accuracy expected"
     expect(page.get_by_text("Done:")).to_be_visible(timeout=120_000)
