@@ -189,7 +189,8 @@ def digit_doubts(image: np.ndarray, extent: float, references: np.ndarray) -> li
 RISE_SHARE = 1 / 3
 """A run whose train loss rose in at least this share of its epochs is oscillating."""
 RISE_FACTOR = 1.2
-"""Or whose last train loss is this many times its best: it climbed away from its minimum."""
+"""Or whose last train loss is this many times its best (it climbed away from its minimum), or
+jumped to this many times its best so far in some epoch: a steady descent never does either."""
 
 
 def loss_trouble(history: list) -> str | None:
@@ -207,4 +208,8 @@ def loss_trouble(history: list) -> str | None:
                 "overshoot the minimum")
     if rises >= RISE_SHARE * (len(losses) - 1):
         return f"the train loss rose in {rises} of {len(losses) - 1} epochs instead of falling steadily"
+    jump = max(range(1, len(losses)), key=lambda i: losses[i] / min(losses[:i]))
+    if losses[jump] > RISE_FACTOR * min(losses[:jump]):
+        return (f"the train loss jumped from {min(losses[:jump]):.3f} to {losses[jump]:.3f} in epoch {jump + 1}: "
+                "the steps overshoot the minimum")
     return None

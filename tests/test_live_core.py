@@ -77,3 +77,5 @@ def test_loss_trouble_names_rises_and_climbs() -> None:
     assert "rose in" in loss_trouble(swinging)
     climbing = [epoch(1, 0.3), epoch(2, 0.2), epoch(3, 0.25), epoch(4, 0.4)]
     assert "climbed" in loss_trouble(climbing)
+    spiking = [epoch(n, loss) for n, loss in enumerate([1.58, 4.43, 1.52, 1.47, 1.44, 4.08, 2.27, 1.42], 1)]
+    assert "jumped from 1.440 to 4.080 in epoch 6" in loss_trouble(spiking)  # SGD lr 10: 2 rises of 7, ends at its best
