@@ -104,12 +104,17 @@ class Mnist:
                      min(train, self.train_size), self.source)
 
 
-def cache_dir() -> Path:
-    """Where downloaded MNIST files are kept: $SOFTMAX_LAB_CACHE or the XDG cache."""
+def cache_root() -> Path:
+    """The lab's own cache folder: $SOFTMAX_LAB_CACHE, else softmax-lab in the XDG cache."""
     if os.environ.get("SOFTMAX_LAB_CACHE"):
-        return Path(os.environ["SOFTMAX_LAB_CACHE"]) / "mnist"
+        return Path(os.environ["SOFTMAX_LAB_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "softmax-lab" / "mnist"
+    return Path(base) / "softmax-lab"
+
+
+def cache_dir() -> Path:
+    """Where downloaded MNIST files are kept."""
+    return cache_root() / "mnist"
 
 
 def sha256(path: Path) -> str:

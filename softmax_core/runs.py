@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import safe_read
+from . import safe_read, summary_index
 from .config import ConfigError, TrainConfig
 from .data import CLASSES, PIXELS
 from .safe_read import FileRefused
@@ -282,15 +282,47 @@ class RunStore:
         """Every run, newest first, from a summary cached per run until one of its files changes.
 
         Summaries hold per-epoch metrics without step losses and load no arrays, so listing a
-        thousand runs costs a stat of each file; a run deleted while listing is left out.
+        thousand runs costs a stat of each file; a run deleted while listing is left out. The
+        summaries of ended runs are also kept on disk (``summary_index``), so a new process (a
+        restarted server, the CLI) reads only the runs whose files changed since.
         """
-        runs = []
-        for run_id in self.run_ids():
+        run_ids = self.run_ids()
+        self._seed_summaries(run_ids)
+        runs, ended_read = [], False
+        for run_id in run_ids:
             try:
-                runs.append(self._summary(self.root / run_id))
+                run, fresh = self._read_cached(self.root / run_id, steps=False)
             except RunError:
                 continue
+            runs.append(_live(run))
+            ended_read |= fresh and run.status not in ACTIVE_STATUSES
+        if ended_read:
+            self._save_summaries(run_ids)
         return sorted(runs, key=lambda run: run.created, reverse=True)  # ids of one second are not ordered
+
+    def _seed_summaries(self, run_ids: list[str]) -> None:
+        """Once per process and folder: take the saved summaries whose runs still exist."""
+        if self.root in _SEEDED:
+            return
+        _SEEDED.add(self.root)
+        saved = summary_index.load(self.root)
+        for run_id in run_ids:
+            path = self.root / run_id
+            if run_id in saved:
+                signature, summary = saved[run_id]
+                try:
+                    info = _from_summary(path, summary)
+                except (ConfigError, KeyError, TypeError, ValueError):
+                    continue
+                with _SUMMARIES_LOCK:
+                    _SUMMARIES.setdefault(path, (signature, info))
+
+    def _save_summaries(self, run_ids: list[str]) -> None:
+        """Save the summaries of this folder's ended runs, for the next process to start from."""
+        with _SUMMARIES_LOCK:
+            cached = [(run_id, _SUMMARIES.get(self.root / run_id)) for run_id in run_ids]
+        summary_index.save(self.root, {run_id: (entry[0], _to_summary(entry[1])) for run_id, entry in cached
+                                       if entry is not None and entry[1].status not in ACTIVE_STATUSES})
 
     def get(self, run_id: str) -> RunInfo:
         """One run with its step losses (unless its metrics.jsonl is over STEPS_LIMIT).
@@ -314,19 +346,24 @@ class RunStore:
 
     def _cached(self, path: Path, steps: bool) -> RunInfo:
         """The run read with or without step losses, re-read only when one of its files changed."""
+        return _live(self._read_cached(path, steps)[0])
+
+    def _read_cached(self, path: Path, steps: bool) -> tuple[RunInfo, bool]:
+        """The run as its files say (from the cache while they are unchanged), and whether this read them."""
         key = _signature(path)
         metrics_size = key[2][1] if key[2] else 0
         steps = steps and metrics_size <= STEPS_LIMIT  # over it, the summary is the whole answer
         cache, size = (_FULL, FULL_CACHE_SIZE) if steps else (_SUMMARIES, SUMMARY_CACHE_SIZE)
         with _SUMMARIES_LOCK:
             cached = cache.get(path)
-        if cached is None or cached[0] != key:
+        fresh = cached is None or cached[0] != key
+        if fresh:
             cached = (key, _guarded(path, lambda: _read(path, steps=steps)))
             with _SUMMARIES_LOCK:
                 if len(cache) >= size:
                     cache.clear()
                 cache[path] = cached
-        return _live(cached[1])
+        return cached[1], fresh
 
     def load_weights(self, run_id: str) -> tuple[np.ndarray, np.ndarray]:
         """W (784x10) and b (10) of a run's last finished epoch."""
@@ -408,6 +445,8 @@ _SUMMARIES: dict[Path, tuple[tuple, RunInfo]] = {}
 _FULL: dict[Path, tuple[tuple, RunInfo]] = {}
 """The last few runs read with their step losses (the Train page redraws one on every rerun)."""
 _SUMMARIES_LOCK = threading.Lock()
+_SEEDED: set[Path] = set()
+"""Runs folders whose saved summaries this process has taken (``RunStore._seed_summaries``)."""
 _SIGNED_FILES = ("config.json", "status.json", "metrics.jsonl", "weights.npz")
 
 
@@ -417,7 +456,7 @@ def _signature(path: Path) -> tuple:
     for name in _SIGNED_FILES:
         try:
             info = os.lstat(path / name)
-            key.append((info.st_ino, info.st_size, info.st_mtime_ns, info.st_mode))
+            key.append((info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_mode))
         except OSError:
             key.append(None)
     return tuple(key)
@@ -463,6 +502,39 @@ def _read(path: Path, steps: bool) -> RunInfo:
         raise RunError("config.json: 'sweep' is not a plain id")
     return RunInfo(path.name, path, status, config, created, ended,
                    _field(state, "status.json", "message", str, optional=True) or "", metrics, sweep, state=state)
+
+
+def _to_summary(run: RunInfo) -> dict[str, Any]:
+    """A cached run as plain JSON values, for the summary index."""
+    return {"status": run.status, "config": run.config.to_dict() if run.config else None, "created": run.created,
+            "ended": run.ended, "message": run.message, "metrics": _columns(run.metrics), "sweep": run.sweep,
+            "error": run.error, "state": run.state}
+
+
+def _columns(rows: list[dict]) -> dict[str, list] | list[dict]:
+    """Epoch rows as one list per key (half the bytes to parse), or as they are if their keys differ."""
+    keys = list(rows[0]) if rows else []
+    if any(list(row) != keys for row in rows):
+        return rows
+    return {key: [row[key] for row in rows] for key in keys}
+
+
+def _rows(metrics: dict[str, list] | list[dict]) -> list[dict]:
+    """Epoch rows back from ``_columns``."""
+    if isinstance(metrics, list):
+        return [dict(row) for row in metrics]
+    return [dict(zip(metrics, values)) for values in zip(*metrics.values())]
+
+
+def _from_summary(path: Path, summary: dict[str, Any]) -> RunInfo:
+    """A run back from ``_to_summary``; anything but what it wrote raises."""
+    status = summary["status"]
+    if status not in STATUSES or status in ACTIVE_STATUSES:
+        raise ValueError(f"status {status!r} is not kept in the index")
+    config = TrainConfig.from_dict(summary["config"]) if summary["config"] is not None else None
+    return RunInfo(path.name, path, status, config, float(summary["created"]), summary["ended"],
+                   str(summary["message"]), _rows(summary["metrics"]), summary["sweep"], str(summary["error"]),
+                   dict(summary["state"]))
 
 
 def _live(run: RunInfo) -> RunInfo:

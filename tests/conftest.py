@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -32,6 +33,9 @@ def _find_mnist() -> None:
 
 
 _find_mnist()
+os.environ["SOFTMAX_LAB_CACHE"] = tempfile.mkdtemp(prefix="softmax-lab-test-cache-")
+"""The lab's cache for this session (run summary indexes): tests never write into the user's.
+Set after MNIST is found, so a newcomer's MNIST in the cache is still used (through MNIST_DIR)."""
 
 
 @pytest.fixture(scope="session")
