@@ -16,6 +16,7 @@ import dataclasses
 import errno
 import io
 import json
+import math
 import os
 import re
 import secrets
@@ -312,7 +313,7 @@ class RunStore:
                 signature, summary = saved[run_id]
                 try:
                     info = _from_summary(path, summary)
-                except (ConfigError, KeyError, TypeError, ValueError):
+                except (ConfigError, AttributeError, KeyError, TypeError, ValueError):
                     continue
                 with _SUMMARIES_LOCK:
                     _SUMMARIES.setdefault(path, (signature, info))
@@ -452,10 +453,10 @@ _SIGNED_FILES = ("config.json", "status.json", "metrics.jsonl", "weights.npz")
 
 def _signature(path: Path) -> tuple:
     """What changes when any file of a run is written, replaced or removed."""
-    key = []
+    key, folder = [], os.fspath(path)
     for name in _SIGNED_FILES:
         try:
-            info = os.lstat(path / name)
+            info = os.lstat(os.path.join(folder, name))  # str joins: a thousand runs make 4,000 of them
             key.append((info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_mode))
         except OSError:
             key.append(None)
@@ -520,9 +521,19 @@ def _columns(rows: list[dict]) -> dict[str, list] | list[dict]:
 
 
 def _rows(metrics: dict[str, list] | list[dict]) -> list[dict]:
-    """Epoch rows back from ``_columns``."""
+    """Epoch rows back from ``_columns``, checked as ``_read_metrics`` checks a file's (the index is
+    a file too: whoever can write the cache folder could have written it)."""
     if isinstance(metrics, list):
-        return [dict(row) for row in metrics]
+        metrics = _columns([dict(row) for row in metrics])
+        if isinstance(metrics, list):
+            raise ValueError("epoch rows with differing keys")
+    count = len(metrics.get("epoch", ()))
+    for key in CSV_COLUMNS:
+        values = metrics[key]
+        if len(values) != count or not all(type(v) in (int, float) and math.isfinite(v) for v in values):
+            raise ValueError(f"metrics column {key!r} is not {count} finite numbers")
+    if metrics["epoch"] != list(range(1, count + 1)):
+        raise ValueError("metrics epochs are not 1, 2, …")
     return [dict(zip(metrics, values)) for values in zip(*metrics.values())]
 
 
@@ -532,9 +543,12 @@ def _from_summary(path: Path, summary: dict[str, Any]) -> RunInfo:
     if status not in STATUSES or status in ACTIVE_STATUSES:
         raise ValueError(f"status {status!r} is not kept in the index")
     config = TrainConfig.from_dict(summary["config"]) if summary["config"] is not None else None
-    return RunInfo(path.name, path, status, config, float(summary["created"]), summary["ended"],
-                   str(summary["message"]), _rows(summary["metrics"]), summary["sweep"], str(summary["error"]),
-                   dict(summary["state"]))
+    created, ended, sweep = summary["created"], summary["ended"], summary["sweep"]
+    if not (type(created) in (int, float) and 0 <= created <= LATEST_CREATED
+            and (ended is None or type(ended) in (int, float)) and (sweep is None or _RUN_ID.fullmatch(sweep))):
+        raise ValueError("created, ended or sweep is not what the store writes")
+    return RunInfo(path.name, path, status, config, float(created), ended, str(summary["message"]),
+                   _rows(summary["metrics"]), sweep, str(summary["error"]), dict(summary["state"]))
 
 
 def _live(run: RunInfo) -> RunInfo:

@@ -40,7 +40,7 @@ def load(root: Path) -> Entries:
     """The entries saved for ``root``; empty when there is no index or it is not one we wrote."""
     try:
         raw = safe_read.read_bytes(index_path(root), LIMIT)
-        saved = json.loads(raw)
+        saved = json.loads(raw, parse_constant=_refuse)  # NaN and Infinity are not JSON
         if saved.get("version") != VERSION or saved.get("root") != str(root.resolve()):
             return {}
         return {run_id: (_signature(signature), summary) for run_id, (signature, summary) in saved["runs"].items()}
@@ -66,6 +66,10 @@ def save(root: Path, entries: Entries) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+def _refuse(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _signature(value: list) -> tuple:

@@ -107,3 +107,26 @@ def test_runs_still_training_are_not_kept(store, monkeypatch):
     writer.finish("stopped", "by a test")
     assert listing(store)[writer.run_id][0] == "stopped"
     assert set(json.loads(summary_index.index_path(store.root).read_text())["runs"]) == {GOOD, BROKEN, writer.run_id}
+
+
+@pytest.mark.parametrize("tamper", ["a metric that is text", "an epoch skipped", "a config out of range",
+                                    "a status still running", "created in 3000"])
+def test_a_tampered_entry_is_not_trusted_its_run_is_read_from_its_files(store, monkeypatch, tamper):
+    before = listing(store)
+    index = summary_index.index_path(store.root)
+    saved = json.loads(index.read_text())
+    entry = saved["runs"][GOOD][1]
+    if tamper == "a metric that is text":
+        entry["metrics"]["test_accuracy"][0] = "<b>99%</b>"
+    elif tamper == "an epoch skipped":
+        entry["metrics"]["epoch"][0] = 7
+    elif tamper == "a config out of range":
+        entry["config"]["batch_size"] = -1
+    elif tamper == "a status still running":
+        entry["status"] = "running"
+    else:
+        entry["created"] = 32503680000.0
+    index.write_text(json.dumps(saved))
+    reads = restarted(monkeypatch)
+    assert listing(store) == before
+    assert [p.name for p in reads] == [GOOD]
