@@ -42,6 +42,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sessions", type=int, default=20, help="sessions that each start a run")
     parser.add_argument("--browsers", type=int, default=6, help="of those, sessions in a real browser")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of each run (default settings otherwise)")
+    parser.add_argument("--browser-nice", type=int, default=NICENESS,
+                        help=f"niceness of Chromium (default {NICENESS}, the training worker's; 19: below it)")
+    parser.add_argument("--dwell", type=float, default=0.0,
+                        help="seconds the bystander looks at each page before opening the next (default 0)")
     return parser.parse_args(argv)
 
 
@@ -106,11 +110,11 @@ def render_seconds(page, link: str, title: str) -> float:
 
 
 @contextmanager
-def niced_chromium() -> Iterator:
-    """Chromium at the training worker's niceness: it stands in for browsers on the room's own
-    machines, so it must not outrank the lab's training on these two cores (the server keeps the
-    upper hand over both). This process keeps that niceness afterwards; the solo runs alone."""
-    os.nice(NICENESS - os.nice(0))
+def niced_chromium(niceness: int) -> Iterator:
+    """Chromium at ``niceness``, by default the training worker's: it stands in for browsers on the
+    room's own machines, so it must not outrank the lab's training on these two cores (the server
+    keeps the upper hand over both). This process keeps that niceness afterwards; the solo runs alone."""
+    os.nice(max(0, niceness - os.nice(0)))
     with chromium() as browser:
         yield browser
 
@@ -119,11 +123,19 @@ def run_ids_in(runs: Path) -> set[str]:
     return {p.name for p in runs.iterdir()} if runs.exists() else set()
 
 
-def room(sessions: int, browsers: int, epochs: int) -> dict:
+def room(args: argparse.Namespace) -> dict:
     """The server, the room's runs and the bystander's render times; everything the JSON reports."""
     from softmax_core.runs import RunStore
 
-    with streamlit_server("bench.classroom_server") as (server, url, runs), niced_chromium() as browser:
+    sessions, epochs = args.sessions, args.epochs
+    browsers = min(args.browsers, sessions)
+    with (streamlit_server("bench.classroom_server") as (server, url, runs),
+          niced_chromium(args.browser_nice) as browser):
+        def submit(seed: int) -> None:
+            """A run submitted through the server's job service, as another session's Start does."""
+            server.stdin.write(json.dumps({"epochs": epochs, "seed": seed}).encode() + b"\n")
+            server.stdin.flush()
+
         warm = open_train_page(browser, url, f"epochs=1&seed={10_000}")  # starts the job service's worker
         start_button(warm).click()
         warm.get_by_text(DONE_TEXT).first.wait_for(timeout=RUN_TIMEOUT * 1000)
@@ -139,11 +151,9 @@ def room(sessions: int, browsers: int, epochs: int) -> dict:
         for seed, page in enumerate(pages):
             start_button(page).click()
             if seed + browsers < sessions:  # interleaved, as a room's clicks would be
-                server.stdin.write(json.dumps({"epochs": epochs, "seed": seed + browsers}).encode() + b"\n")
-                server.stdin.flush()
+                submit(seed + browsers)
         for seed in range(2 * browsers, sessions):
-            server.stdin.write(json.dumps({"epochs": epochs, "seed": seed}).encode() + b"\n")
-        server.stdin.flush()
+            submit(seed)
         submit_seconds = time.perf_counter() - clicked
         store = RunStore(runs)
         renders: list[float] = []
@@ -157,6 +167,7 @@ def room(sessions: int, browsers: int, epochs: int) -> dict:
                 raise TimeoutError(f"{len(ended)} of {sessions} runs ended in {RUN_TIMEOUT:.0f} s")
             link, title = BROWSE[len(renders) % len(BROWSE)]
             renders.append(render_seconds(bystander, link, title))
+            bystander.wait_for_timeout(args.dwell * 1000)
         cpu_after = cpu_seconds_by_kind(server.pid)
         infos = [store.get(r) for r in ours]
         for info in infos:
@@ -194,7 +205,7 @@ def solo_runs(sessions: int, epochs: int) -> tuple[dict, float]:
 
 def report(args: argparse.Namespace) -> dict:
     load_before = os.getloadavg()
-    measured = room(args.sessions, min(args.browsers, args.sessions), args.epochs)
+    measured = room(args)
     log("classroom: the same runs solo, back to back …")
     solo, solo_wall = solo_runs(args.sessions, args.epochs)
     runs = measured["runs"]
@@ -206,6 +217,7 @@ def report(args: argparse.Namespace) -> dict:
     server_mb, workers_mb = measured["server_peak_rss_mb"], measured["worker_peak_rss_mb"]
     return {
         "sessions": args.sessions, "browser_sessions": min(args.browsers, args.sessions), "epochs": args.epochs,
+        "browser_nice": args.browser_nice, "bystander_dwell_seconds": args.dwell,
         "submit_seconds": round(measured["submit_seconds"], 2),
         "runs_completed": len(completed), "runs_lost": args.sessions - len(completed),
         "max_metric_difference_vs_solo": max(differences) if differences else None,
