@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.live_figure import load_plotly_js
 from ui.live_view import curves, metric_row, watch_it_learn
 from ui.pages_mode import run_through_app
 from ui.session import (RUN_PARAM, config_refused, job_service, literal, page_header, progress_text, run_links,
@@ -286,6 +285,5 @@ def main() -> None:
             st.info("Choose settings and press **Start training**. The defaults reach about 92.7% test "
                     "accuracy in a few seconds; the tutorial's (SGD, lr 0.05, batch 1000, 15 epochs) about 90%.",
                     icon=":material/model_training:")
-    load_plotly_js()  # last on the page: the curves' plotly.js loads while the form is filled in
 
 main()
