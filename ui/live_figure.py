@@ -23,7 +23,9 @@ about a quarter of the time of the plotly package's full 4.8 MB ``plotly.min.js`
 the ``plotly`` package's plotly.js version (``tests/test_live_figure.py`` checks)."""
 LOADER_KEY = "live_figure_plotly_js"
 HTML = '<div class="live-figure"></div>'
-CSS = ".live-figure { width: 100%; min-height: 1px; } .st-key-" + LOADER_KEY + " { display: none; }"
+CSS = (".live-figure { width: 100%; min-height: 1px; } "
+       ".st-key-" + LOADER_KEY + " { position: absolute; width: 0; height: 0; overflow: hidden; }")
+"""The loader's element is taken out of the page's flow (no gap where it sits) but stays rendered."""
 JS = r"""
 const loading = window.__liveFigurePlotly || (window.__liveFigurePlotly = {});
 
