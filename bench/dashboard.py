@@ -37,8 +37,9 @@ const epochPoints = root => Math.max(0, ...[...root.querySelectorAll(CHARTS)].ma
   ? Math.max(0, ...chart.data.filter(t => (t.mode || '').includes('markers')).map(t => (t.x || []).length))
   : Math.round(chart.querySelectorAll('g.mark-symbol.role-mark path').length / 3)));
 """
-"""Plotly charts (before issue 11) and Vega-Lite charts (after) alike: the charts, and the points of
-the longest epoch curve (Plotly: a trace with markers; Vega: symbols of three curves)."""
+"""The charts (the Train page's live Plotly figures; Vega-Lite ones as they were for a while in
+issue 11, so older checkouts measure too), and the points of the longest epoch curve (Plotly: a
+trace with markers; Vega: symbols of three curves)."""
 MARKS_JS = """() => {""" + CHART_PROBES + """
   const marks = {};
   const checks = {
@@ -252,22 +253,29 @@ STOP_BATCH = 10
 """The run that is stopped uses batch 10 (about 1 s an epoch here), so it is still live at the click."""
 LIVE_PROBES_JS = """() => {""" + CHART_PROBES + """
   window.__lt = 0;
-  new PerformanceObserver(list => { for (const e of list.getEntries()) window.__lt += e.duration; })
+  window.__longest = [];
+  new PerformanceObserver(list => { for (const e of list.getEntries()) {
+      window.__lt += e.duration; window.__longest = [...window.__longest, e.duration].sort((a, b) => b - a).slice(0, 3); } })
     .observe({type: 'longtask', buffered: false});
   window.__samples = [];
+  window.__seen = new Set();
   const main = () => document.querySelector('[data-testid="stMain"]');
   setInterval(() => {
     const m = main();
     if (!m) return;
+    const charts = [...m.querySelectorAll(CHARTS)];
+    for (const chart of charts) window.__seen.add(chart);
     window.__samples.push({
-      t: performance.now(), charts: m.querySelectorAll(CHARTS).length, height: m.scrollHeight,
+      t: performance.now(), charts: charts.length, height: m.scrollHeight,
+      replaced: [...window.__seen].filter(chart => !chart.isConnected).length,
       points: epochPoints(m),
       done: m.innerText.includes('Done:'),
     });
   }, 200);
 }"""
 """Installed before the page loads: main-thread long tasks summed (ms), and every 200 ms the
-number of Plotly charts, the main area's height and the epoch curve's points."""
+number of charts, how many charts seen before have left the page (a remount replaces a chart
+even when the count holds), the main area's height and the epoch curve's points."""
 STOPPING_JS = """() => {
   const stop = [...document.querySelectorAll('[data-testid="stMain"] button')]
     .find(b => b.innerText.trim().endsWith('Stop'));
@@ -285,15 +293,28 @@ STOPPING_JS = """() => {
 """Clicks Stop in the page (false if there is none yet) and records the ms until it says "Stopping"."""
 
 
-def _live_page(browser, url: str, query: str):
+PLOTLY_LOADED_JS = "() => !document.querySelector('.st-key-live_figure_plotly_js') || window.Plotly !== undefined"
+"""The page has finished loading: the plotly.js that the Train page loads ahead of its live curves
+has run (as it has by the time a person has chosen settings)."""
+
+
+def _live_page(browser, url: str, query: str, received: list[int] | None = None, wait_plotly: bool = True):
+    """The Train page with the live probes; the size of every websocket frame it receives goes to ``received``.
+
+    ``wait_plotly=False`` returns as soon as the page has run and shows Start: a person who opens the
+    Train page in a new tab (an empty browser cache) and presses Start at once."""
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     context.add_init_script(f"({LIVE_PROBES_JS})()")
     page = context.new_page()
+    if received is not None:
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: received.append(len(frame))))
     page.set_default_timeout(PAGE_TIMEOUT_MS)
     page.goto(f"{url}/{TRAIN_PATH}?{query}")
     page.wait_for_selector(APP_IDLE)
     page.locator(STATUS_WIDGET).first.wait_for(state="detached")
     start_button(page).wait_for()
+    if wait_plotly:
+        page.wait_for_function(PLOTLY_LOADED_JS, polling=100)
     return page
 
 
@@ -305,6 +326,8 @@ def _chart_and_height_faults(samples: list[dict]) -> dict:
     drops = sum(1 for a, b in zip(live, live[1:]) if b["height"] < a["height"] - 2)
     return {
         "samples_live": len(live), "chart_unmount_samples": sum(1 for s in live if s["charts"] < most),
+        "charts_replaced_live": live[-1].get("replaced", 0) if live else None,
+        "charts_replaced_by_end": end[-1].get("replaced", 0) if end else None,
         "height_drops_live": drops,
         "height_before_done_px": live[-1]["height"] if live else None,
         "height_after_done_px": end[-1]["height"] if end else None,
@@ -329,14 +352,24 @@ def live_view(log: Log) -> dict:
         warm.get_by_text(DONE_TEXT).first.wait_for(timeout=PAGE_TIMEOUT_MS * 3)
         warm.context.close()
 
-        page = _live_page(browser, url, f"epochs={LIVE_EPOCHS}")
-        started = page.evaluate("() => { window.__lt = 0; window.__samples = []; return performance.now(); }")
+        received: list[int] = []
+        page = _live_page(browser, url, f"epochs={LIVE_EPOCHS}", received)
+        started = page.evaluate("() => { window.__lt = 0; window.__longest = []; window.__samples = []; return performance.now(); }")
+        received.clear()
         first = press_start_until_first_point(page, runs)
         page.get_by_text(DONE_TEXT).first.wait_for(timeout=PAGE_TIMEOUT_MS * 5)
-        busy_ms, done_at = page.evaluate("() => [window.__lt, performance.now()]")
+        busy_ms, done_at, longest = page.evaluate("() => [window.__lt, performance.now(), window.__longest]")
+        websocket_bytes, websocket_frames = sum(received), len(received)
         page.wait_for_timeout(2000)  # then 2 s more to see the end settle
         samples = page.evaluate("() => window.__samples")
         page.context.close()
+
+        fresh = _live_page(browser, url, f"epochs={LIVE_EPOCHS}", wait_plotly=False)
+        fresh_started = fresh.evaluate("() => { window.__lt = 0; window.__longest = []; return performance.now(); }")
+        fresh_first = press_start_until_first_point(fresh, runs)
+        fresh.get_by_text(DONE_TEXT).first.wait_for(timeout=PAGE_TIMEOUT_MS * 5)
+        fresh_busy_ms, fresh_done_at = fresh.evaluate("() => [window.__lt, performance.now()]")
+        fresh.context.close()
 
         stop_page = _live_page(browser, url, f"epochs={LIVE_EPOCHS}&batch_size={STOP_BATCH}")
         start_button(stop_page).click()
@@ -349,8 +382,13 @@ def live_view(log: Log) -> dict:
         stop_page.context.close()
     figures = {
         "epochs": LIVE_EPOCHS, "wall_seconds": (done_at - started) / 1000, "busy_seconds": busy_ms / 1000,
-        "busy_share": busy_ms / (done_at - started),
-        "start_to_first_point_seconds": first["total"], "stop_to_stopping_seconds": stopping["ms"] / 1000, "stop_first_seen": stopping["seen"],
+        "busy_share": busy_ms / (done_at - started), "longest_tasks_seconds": [ms / 1000 for ms in longest],
+        "websocket_kb": websocket_bytes / 1000, "websocket_frames": websocket_frames,
+        "websocket_kb_per_epoch": websocket_bytes / 1000 / LIVE_EPOCHS,
+        "start_to_first_point_seconds": first["total"],
+        "fresh_tab_start_to_first_point_seconds": fresh_first["total"],
+        "fresh_tab_busy_share": fresh_busy_ms / (fresh_done_at - fresh_started),
+        "fresh_tab_wall_seconds": (fresh_done_at - fresh_started) / 1000, "stop_to_stopping_seconds": stopping["ms"] / 1000, "stop_first_seen": stopping["seen"],
         **_chart_and_height_faults(samples),
         "load_average_before": load_before, "load_average_after": list(os.getloadavg()),
     }

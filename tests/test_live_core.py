@@ -79,3 +79,17 @@ def test_loss_trouble_names_rises_and_climbs() -> None:
     assert "climbed" in loss_trouble(climbing)
     spiking = [epoch(n, loss) for n, loss in enumerate([1.58, 4.43, 1.52, 1.47, 1.44, 4.08, 2.27, 1.42], 1)]
     assert "jumped from 1.440 to 4.080 in epoch 6" in loss_trouble(spiking)  # SGD lr 10: 2 rises of 7, ends at its best
+
+
+def test_the_basic_plotly_js_is_the_plotly_package_s_version_and_draws_every_live_trace() -> None:
+    """static/plotly-basic.min.js (served to the live curves) must match the figures plotly.py builds."""
+    import plotly.offline
+
+    from ui.live_figure import PLOTLY_JS, _warm_up_figure
+
+    head = PLOTLY_JS.read_text(encoding="utf-8")[:200]
+    assert f"plotly.js (basic - minified) v{plotly.offline.get_plotlyjs_version()}" in head, head
+    assert (PLOTLY_JS.parent / "plotly-basic.LICENSE").exists()
+    kinds = {t.get("type", "scatter") for fig in (live_loss([]), live_accuracy([])) for t in fig.to_plotly_json()["data"]}
+    kinds |= {t.get("type", "scatter") for t in _warm_up_figure()["data"]}
+    assert kinds <= {"scatter", "bar", "pie"}, kinds  # the basic bundle's trace types

@@ -21,6 +21,7 @@ from softmax_core.data import DataError, Mnist, load_mnist
 from softmax_core.jobs import JobService, JobSnapshot, shared_service
 from softmax_core.config import ConfigError
 from softmax_core.runs import RunError, RunInfo, RunStore, check_run_id, default_root
+from ui.live_figure import load_plotly_js
 
 
 TRAIN_PAGE = "pages/train.py"
@@ -188,7 +189,9 @@ def config_refused(exc: ConfigError) -> None:
 
 
 def page_header(title: str, caption: str) -> None:
-    """The one title + caption style of every page."""
+    """The one title + caption style of every page; first, the hidden element that has the browser
+    load plotly.js for the Train page's live curves (once per tab, whichever page opens first)."""
+    load_plotly_js()
     st.title(title, anchor=False)
     st.caption(caption)
 
