@@ -83,7 +83,6 @@ def cpu_seconds_by_kind(server_pid: int) -> dict[str, float]:
     On this 2-core machine the browsers share the cores with the lab, which a real room's
     browsers (on their own machines) would not: the split says who took the time."""
     tick = os.sysconf("SC_CLK_TCK")
-    workers = set(children(server_pid))
     totals = {"server": 0.0, "worker": 0.0, "chromium": 0.0}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -93,8 +92,9 @@ def cpu_seconds_by_kind(server_pid: int) -> dict[str, float]:
             name = (entry / "comm").read_text().strip()
         except OSError:
             continue
-        pid, used = int(entry.name), (int(fields[11]) + int(fields[12])) / tick
-        kind = "server" if pid == server_pid else "worker" if pid in workers else "chromium" if "chrom" in name else None
+        pid, parent, used = int(entry.name), int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
+        kind = ("server" if pid == server_pid else "worker" if parent == server_pid
+                else "chromium" if "chrom" in name else None)
         if kind:
             totals[kind] += used
     return totals
@@ -176,7 +176,7 @@ def room(args: argparse.Namespace) -> dict:
         wall = max(i.ended or time.time() for i in infos) - min(i.created for i in infos)
         server_mb = peak_rss_mb(server.pid)
         worker_mb = [peak_rss_mb(pid) for pid in children(server.pid)]
-        runs_by_seed = {store.get(r).config.seed: store.get(r) for r in ours}
+        runs_by_seed = {info.config.seed: info for info in infos}
         for page in pages:
             page.context.close()
     return {"submit_seconds": submit_seconds, "wall_seconds": wall, "renders": renders, "runs": runs_by_seed,

@@ -29,13 +29,13 @@ QUEUED_POLL_SECONDS = 2.0
 """A run's page asks less often while others are ahead of it in the queue: its position changes once a run ends, and a room of
 queued pages polling twice a second would keep the server from the pages people are reading."""
 RESULTS_POLL_SECONDS = 1.0
+"""Results change once an epoch (0.3 s or more); a second's delay is the price of a quieter browser."""
 FIRST_POINT_POLL_SECONDS = 0.25
 """Until a run's first epoch is in, its results are asked for four times a second: the first point
 shows within a quarter second of the epoch, not up to a second later; the page then reruns once
 and polls at RESULTS_POLL_SECONDS."""
 POLLING_KEY = "train_polling"
 """The run whose live panels this session is polling: its end reruns the page once, to stop them."""
-"""Results change once an epoch (0.3 s or more); a second's delay is the price of a quieter browser."""
 
 
 def link_settings(fallback: TrainConfig) -> tuple[TrainConfig, list[str]]:

@@ -512,21 +512,18 @@ def _to_summary(run: RunInfo) -> dict[str, Any]:
             "error": run.error, "state": run.state}
 
 
-def _columns(rows: list[dict]) -> dict[str, list] | list[dict]:
-    """Epoch rows as one list per key (half the bytes to parse), or as they are if their keys differ."""
+def _columns(rows: list[dict]) -> dict[str, list] | None:
+    """Epoch rows as one list per key (half the bytes to parse); None if their keys differ, which
+    ``_rows`` refuses, so such a run is read from its files."""
     keys = list(rows[0]) if rows else []
     if any(list(row) != keys for row in rows):
-        return rows
+        return None
     return {key: [row[key] for row in rows] for key in keys}
 
 
-def _rows(metrics: dict[str, list] | list[dict]) -> list[dict]:
+def _rows(metrics: dict[str, list]) -> list[dict]:
     """Epoch rows back from ``_columns``, checked as ``_read_metrics`` checks a file's (the index is
     a file too: whoever can write the cache folder could have written it)."""
-    if isinstance(metrics, list):
-        metrics = _columns([dict(row) for row in metrics])
-        if isinstance(metrics, list):
-            raise ValueError("epoch rows with differing keys")
     count = len(metrics.get("epoch", ()))
     for key in CSV_COLUMNS:
         values = metrics[key]

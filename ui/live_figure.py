@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import streamlit as st
@@ -20,7 +21,7 @@ import streamlit as st
 PLOTLY_JS = Path(__file__).resolve().parents[1] / "static" / "plotly-basic.min.js"
 """plotly.js's basic bundle (npm ``plotly.js-basic-dist-min``, MIT): 1.2 MB that Chromium evaluates in
 about a quarter of the time of the plotly package's full 4.8 MB ``plotly.min.js``. Its version must be
-the ``plotly`` package's plotly.js version (``tests/test_live_figure.py`` checks)."""
+the ``plotly`` package's plotly.js version (``tests/test_live_core.py`` checks)."""
 LOADER_KEY = "live_figure_plotly_js"
 HTML = '<div class="live-figure"></div>'
 CSS = (".live-figure { width: 100%; min-height: 1px; } "
@@ -98,11 +99,17 @@ def _without_unused_styles(figure: dict) -> dict:
     return figure
 
 
+@lru_cache(maxsize=8)
+def _prepared(figure_json: str) -> tuple[dict, str]:
+    """The figure to send and its revision, parsed once per figure rather than on every poll."""
+    return (_without_unused_styles(json.loads(figure_json)),
+            hashlib.blake2b(figure_json.encode(), digest_size=8).hexdigest())
+
+
 def live_figure(figure_json: str, key: str) -> None:
     """Draw ``figure_json`` (a Plotly figure's ``to_json()``) as the element ``key``: in place when the
     element is already on the page, redrawn by the browser only when the figure changed."""
-    figure = _without_unused_styles(json.loads(figure_json))
-    revision = hashlib.blake2b(figure_json.encode(), digest_size=8).hexdigest()
+    figure, revision = _prepared(figure_json)
     _mount(key=key, data={"figure": figure, "revision": revision, "config": CONFIG, "src": _plotly_js_url()},
            height=figure["layout"]["height"])
 
