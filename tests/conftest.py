@@ -33,9 +33,21 @@ def _find_mnist() -> None:
 
 
 _find_mnist()
-os.environ["SOFTMAX_LAB_CACHE"] = tempfile.mkdtemp(prefix="softmax-lab-test-cache-")
+SESSION_CACHE = tempfile.mkdtemp(prefix="softmax-lab-test-cache-")
+os.environ["SOFTMAX_LAB_CACHE"] = SESSION_CACHE
 """The lab's cache for this session (run summary indexes): tests never write into the user's.
 Set after MNIST is found, so a newcomer's MNIST in the cache is still used (through MNIST_DIR)."""
+os.environ["SOFTMAX_LAB_XLA_CACHE"] = os.path.join(SESSION_CACHE, "xla")
+"""Compiled programs shared by every process the session starts (the product's opt-in cache).
+
+Each worker a test starts (a server's job service, a CLI run) would otherwise compile the same
+programs again, about 8 CPU seconds per worker; with the cache, only the first compiles them.
+Tests of the cache itself name folders of their own."""
+
+
+def pytest_sessionfinish() -> None:
+    """The session's cache (indexes, compiled programs: some MB) goes with the session."""
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
