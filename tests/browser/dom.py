@@ -18,6 +18,9 @@ EXCEPTION = '[data-testid="stException"]'
 CANVAS = '[data-testid="stBidiComponentIsolated"] canvas.upper-canvas'
 IDLE_TIMEOUT = 60_000
 """Milliseconds: the first page that imports TensorFlow takes ~5 s, more on a loaded machine."""
+POINTS_TIMEOUT = 90_000
+"""Milliseconds: a run's first point may wait for a worker to start and compile a program for
+its batch size (~15 s alone, several times that while the machine is busy)."""
 
 
 def wait_idle(page, timeout: float = IDLE_TIMEOUT) -> None:
@@ -44,7 +47,7 @@ def wait_for_points(page, chart: str, trace: str, more_than: int = 0, exactly: i
             for (const n of counts) if (exactly === null ? n > more : n === exactly) return n;
             return 0;
         }""",
-        arg=[f".st-key-{chart}", trace, more_than, exactly])
+        arg=[f".st-key-{chart}", trace, more_than, exactly], timeout=POINTS_TIMEOUT)
     return handle.json_value()
 
 
