@@ -61,11 +61,14 @@ def _figure_json(run_id: str, epochs: int, quantity: str, _history: list) -> str
 
 
 def curves(run_id: str, history: list) -> None:
-    """Loss and accuracy, each a live Plotly figure in a keyed container (where tests find it)."""
+    """Loss and accuracy, each a live Plotly figure in a keyed container (where tests find it).
+
+    Before its first epoch every run shows the same empty figures, built once per server instead of
+    once per run: the server would otherwise build them while the run's first epoch trains."""
     n = len(history)
     for quantity in ("loss", "accuracy"):
         with st.container(key=f"train_{quantity}_chart"):
-            live_figure(_figure_json(run_id, n, quantity, history), key=f"train_{quantity}_figure")
+            live_figure(_figure_json(run_id if n else "", n, quantity, history), key=f"train_{quantity}_figure")
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
