@@ -58,7 +58,7 @@ MARKS_JS = """() => {""" + CHART_PROBES + """
 """Records, on the page's clock every 20 ms, when each stage is first seen after the click:
 the progress bar, a Plotly chart mounted, epoch 1's numbers (a dash before), a point on a curve."""
 PAGE_POLL_SECONDS = 1.0
-"""pages/train.py redraws its curves every second (its RESULTS_POLL_SECONDS); progress every half second."""
+"""pages/train.py redraws a running run's progress and curves every second (its RUNNING_POLL_SECONDS)."""
 HEALTH_TIMEOUT = 120.0
 PAGE_TIMEOUT_MS = 120_000
 LATENCY_TRIES = 4
