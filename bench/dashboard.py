@@ -58,7 +58,7 @@ MARKS_JS = """() => {""" + CHART_PROBES + """
 """Records, on the page's clock every 20 ms, when each stage is first seen after the click:
 the progress bar, a Plotly chart mounted, epoch 1's numbers (a dash before), a point on a curve."""
 PAGE_POLL_SECONDS = 1.0
-"""pages/train.py redraws its curves every second (its RESULTS_POLL_SECONDS); progress every half second."""
+"""pages/train.py redraws a running run's progress and curves every second (its RUNNING_POLL_SECONDS)."""
 HEALTH_TIMEOUT = 120.0
 PAGE_TIMEOUT_MS = 120_000
 LATENCY_TRIES = 4
@@ -298,6 +298,12 @@ PLOTLY_LOADED_JS = "() => !document.querySelector('.st-key-live_figure_plotly_js
 has run (as it has by the time a person has chosen settings)."""
 
 
+PLOTLY_FETCH_JS = """() => performance.getEntriesByType('resource').filter(r => r.name.includes('/plotly-basic'))
+  .map(r => ({start_s: r.startTime / 1000, response_start_s: r.responseStart / 1000, end_s: r.responseEnd / 1000,
+              transfer_kb: r.transferSize / 1000}))[0] || null"""
+"""When the page fetched plotly.js (seconds on the page's clock, from navigation) and how much came over the wire."""
+
+
 def _live_page(browser, url: str, query: str, received: list[int] | None = None, wait_plotly: bool = True):
     """The Train page with the live probes; the size of every websocket frame it receives goes to ``received``.
 
@@ -367,6 +373,7 @@ def live_view(log: Log) -> dict:
         fresh = _live_page(browser, url, f"epochs={LIVE_EPOCHS}", wait_plotly=False)
         fresh_started = fresh.evaluate("() => { window.__lt = 0; window.__longest = []; return performance.now(); }")
         fresh_first = press_start_until_first_point(fresh, runs)
+        fresh_plotly = fresh.evaluate(PLOTLY_FETCH_JS)
         fresh.get_by_text(DONE_TEXT).first.wait_for(timeout=PAGE_TIMEOUT_MS * 5)
         fresh_busy_ms, fresh_done_at = fresh.evaluate("() => [window.__lt, performance.now()]")
         fresh.context.close()
@@ -388,6 +395,8 @@ def live_view(log: Log) -> dict:
         "start_to_first_point_seconds": first["total"],
         "fresh_tab_start_to_first_point_seconds": fresh_first["total"],
         "fresh_tab_busy_share": fresh_busy_ms / (fresh_done_at - fresh_started),
+        "fresh_tab_start_shown_s": fresh_started / 1000, "fresh_tab_plotly_fetch": fresh_plotly,
+        "fresh_tab_split": fresh_first,
         "fresh_tab_wall_seconds": (fresh_done_at - fresh_started) / 1000, "stop_to_stopping_seconds": stopping["ms"] / 1000, "stop_first_seen": stopping["seen"],
         **_chart_and_height_faults(samples),
         "load_average_before": load_before, "load_average_after": list(os.getloadavg()),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.live_view import curves, metric_row, watch_it_learn
+from ui.live_view import curve_figures, curves, metric_row, watch_it_learn
 from ui.pages_mode import run_through_app
 from ui.session import (RUN_PARAM, config_refused, job_service, literal, page_header, progress_text, run_links,
                         run_store, running_now, url_run_id)
@@ -21,21 +21,22 @@ from softmax_core.runs import RunError, RunInfo
 
 RUN_KEY = "train_run"
 """The run id this browser session started last, shown when the URL names no run."""
-STATUS_POLL_SECONDS = 0.5
+NEXT_POLL_SECONDS = 0.5
+"""A run next in the queue is asked about twice a second: the page draws the running view soon after it starts."""
 START_WAIT_SECONDS = 0.3
 """How long Start waits for a free slot to take its run, so the page draws the running view
 (and its first point) without a poll in between; a run that must queue shows as queued."""
 QUEUED_POLL_SECONDS = 2.0
 """A run's page asks less often while others are ahead of it in the queue: its position changes once a run ends, and a room of
 queued pages polling twice a second would keep the server from the pages people are reading."""
-RESULTS_POLL_SECONDS = 1.0
-"""Results change once an epoch (0.3 s or more); a second's delay is the price of a quieter browser."""
+RUNNING_POLL_SECONDS = 1.0
+"""A running run's panel is redrawn every second: results change once an epoch (0.3 s or more), and
+a second's delay is the price of a quieter browser. Progress and curves come from the same snapshot,
+so the progress line never runs ahead of the curves."""
 FIRST_POINT_POLL_SECONDS = 0.25
-"""Until a run's first epoch is in, its results are asked for four times a second: the first point
+"""Until a run's first epoch is in, its panel is redrawn four times a second: the first point
 shows within a quarter second of the epoch, not up to a second later; the page then reruns once
-and polls at RESULTS_POLL_SECONDS."""
-POLLING_KEY = "train_polling"
-"""The run whose live panels this session is polling: its end reruns the page once, to stop them."""
+and polls at RUNNING_POLL_SECONDS."""
 
 
 def link_settings(fallback: TrainConfig) -> tuple[TrainConfig, list[str]]:
@@ -117,36 +118,35 @@ def progress_bar(snap: JobSnapshot) -> None:
     st.progress(min(snap.progress, 1.0), text=progress_text(snap))
 
 
-def status_panel(run_id: str, queued: bool) -> None:
-    """Progress, Stop and a caption from the job service, in any session; a finished run's outcome.
+def status_panel(run_id: str) -> None:
+    """A queued run's place in the queue and Cancel, or a finished run's outcome, in any session.
 
-    While polling (``live_status``), the whole page reruns once when the job starts (``queued``
-    when the page was drawn) or ends: the finished page draws the same panels as fragments that do
-    not poll, in the same places, so nothing remounts and a finished page stops asking the server
-    (a room of twenty finished pages would otherwise keep it busy). Stop's callback runs before
-    the next redraw, so "Stopping" shows at once.
+    While a queued run is polled (``queued_status``, ``next_status``), the whole page reruns once
+    when it starts, to draw the running panel. A finished run's page (``finished_panel``) does not
+    poll: a room of twenty finished pages would otherwise keep the server busy.
     """
     snap = job_service().snapshot(run_id)
     if snap is None:
         st.rerun()  # the service forgot the run: the whole page shows it from the store
     if snap.done:
-        if st.session_state.get(POLLING_KEY) == run_id:
-            st.session_state.pop(POLLING_KEY)
-            st.rerun()
         outcome(snap.status, snap.message, snap.history, snap.elapsed)
         if snap.history:
             run_links(run_id)
             st.caption("Final epoch; changes are since epoch 1.")
         return
-    if queued and snap.status != "queued":
+    if snap.status != "queued":
         st.rerun()
-    st.session_state[POLLING_KEY] = run_id
-    if snap.status == "queued":
-        why = ("the training process is starting (TensorFlow loads once per server)" if job_service().warming
-               else "starts when a training slot is free")
-        st.progress(0.0, text=f"Queued: position {snap.position} · {why}")
-    else:
-        progress_bar(snap)
+    why = ("the training process is starting (TensorFlow loads once per server)" if job_service().warming
+           else "starts when a training slot is free")
+    st.progress(0.0, text=f"Queued: position {snap.position} · {why}")
+    stop_controls(run_id, snap)
+
+
+def stop_controls(run_id: str, snap: JobSnapshot) -> None:
+    """Stop (Cancel while queued) and a caption: stopping, a loss in trouble, or what is training.
+
+    Stop's callback runs before the next redraw, so "Stopping" shows at once.
+    """
     label = "Cancel" if snap.status == "queued" else "Stop"
     stopping = st.button(label, icon=":material/stop_circle:", key="train_stop", disabled=snap.stopping,
                          on_click=job_service().stop, args=(run_id,)) or snap.stopping
@@ -160,31 +160,48 @@ def status_panel(run_id: str, queued: bool) -> None:
                    "(changes are since the epoch before).")
 
 
-def results_panel(run_id: str) -> JobSnapshot | None:
-    """Numbers, curves and templates, polled apart from the status and less often: they change once
-    an epoch, and every element keeps its place (see ``ui.live_view``), so a poll between epochs
-    sends the browser nothing new."""
+def running_panel(run_id: str) -> JobSnapshot:
+    """Progress, Stop, numbers, curves and templates of a running run, all from one snapshot: the
+    progress line names the epoch after the curves' last point, never one the curves have not reached.
+
+    Every element keeps its place (see ``ui.live_view``), so a redraw between epochs changes no
+    chart. The run's end reruns the whole page once, to draw the finished view (which stops polling)
+    over the same elements.
+    """
     snap = job_service().snapshot(run_id)
-    if snap is None or (snap.done and not snap.history):
-        return snap
-    run_details(run_id, snap.history, live=not snap.done)
+    if snap is None:
+        st.rerun()
+    figures = curve_figures(run_id, snap.history)
+    progress_bar(snap)
+    stop_controls(run_id, snap)
+    run_details(run_id, snap.history, figures, live=True)
+    if snap.done:  # after drawing: a fragment run that reran first would take its charts off the page
+        st.rerun()
     return snap
 
 
-def first_results_panel(run_id: str) -> None:
-    """``results_panel`` until the run's first epoch is in; then the whole page reruns once, to poll
+def first_running_panel(run_id: str) -> None:
+    """``running_panel`` until the run's first epoch is in; then the whole page reruns once, to poll
     at the slower pace (the same elements in the same places, so nothing remounts)."""
-    snap = results_panel(run_id)
-    if snap is None or snap.history or snap.done:
+    if running_panel(run_id).history:
         st.rerun()
 
 
-live_status = st.fragment(status_panel, run_every=STATUS_POLL_SECONDS)
+def finished_panel(run_id: str) -> None:
+    """A finished run's outcome, then its numbers, curves and templates, in one fragment as the running
+    panel is: its elements take the running panel's places and no chart remounts (two fragments in
+    place of one did remount them). It does not poll."""
+    status_panel(run_id)
+    snap = job_service().snapshot(run_id)
+    if snap is not None and snap.history:
+        run_details(run_id, snap.history, curve_figures(run_id, snap.history))
+
+
+next_status = st.fragment(status_panel, run_every=NEXT_POLL_SECONDS)
 queued_status = st.fragment(status_panel, run_every=QUEUED_POLL_SECONDS)
-live_results = st.fragment(results_panel, run_every=RESULTS_POLL_SECONDS)
-first_results = st.fragment(first_results_panel, run_every=FIRST_POINT_POLL_SECONDS)
-final_status = st.fragment(status_panel)
-final_results = st.fragment(results_panel)
+live_run = st.fragment(running_panel, run_every=RUNNING_POLL_SECONDS)
+first_live_run = st.fragment(first_running_panel, run_every=FIRST_POINT_POLL_SECONDS)
+final_panel = st.fragment(finished_panel)
 
 
 def outcome(status: str, message: str, history: list, seconds: float | None) -> None:
@@ -239,13 +256,13 @@ def run_result(run_id: str, status: str, message: str, history: list, seconds: f
     if history:
         run_links(run_id)
         st.caption(caption)
-        run_details(run_id, history)
+        run_details(run_id, history, curve_figures(run_id, history))
 
 
-def run_details(run_id: str, history: list, live: bool = False) -> None:
+def run_details(run_id: str, history: list, figures: list[str], live: bool = False) -> None:
     """The metric cards, the curves and Watch it learn: the same elements live and finished."""
     metric_row(history, live=live)
-    curves(run_id, history)
+    curves(figures)
     watch_it_learn(run_id, len(history))
 
 
@@ -283,14 +300,11 @@ def main() -> None:
             if url_run_id() is None:
                 st.query_params.update({**to_query(snap.config), RUN_PARAM: snap.run_id})
             if snap.done:
-                final_status(snap.run_id, queued=False)
-                final_results(snap.run_id)
-            elif snap.status == "queued" and snap.position > 1:
-                queued_status(snap.run_id, queued=True)
-            else:  # running, or next to start: a fresh Start's first point must not wait for a slow poll
-                live_status(snap.run_id, queued=snap.status == "queued")
-                if snap.status == "running":
-                    (live_results if snap.history else first_results)(snap.run_id)
+                final_panel(snap.run_id)
+            elif snap.status == "running":
+                (live_run if snap.history else first_live_run)(snap.run_id)
+            else:  # next to start: a fresh Start's first point must not wait for a slow poll
+                (next_status if snap.position == 1 else queued_status)(snap.run_id)
         elif saved is not None:
             saved_run(saved)
         elif wanted is not None:

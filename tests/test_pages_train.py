@@ -20,6 +20,7 @@ from softmax_core.figures.curves import ACCURACY_AXIS, LOSS_AXIS
 from softmax_core.config import TrainConfig
 from softmax_core.data import Mnist
 from softmax_core.jobs import JobSnapshot, shared_service
+from softmax_core.metrics import EpochMetrics
 from softmax_core.query import to_query
 from softmax_core.record import record_run
 from softmax_core.runs import RunStore
@@ -250,3 +251,44 @@ def test_a_late_diverged_run_shows_a_warning_and_curves_that_stop_there(mnist: M
         assert curve_epochs(at, axis, trace) == list(range(1, run.epochs_completed + 1))
     [table] = [d.value for d in open_page("pages/runs.py").dataframe if "Status" in d.value.columns]
     assert list(table["Status"]) == ["⚠ diverged"]
+
+
+class AdvancingService:
+    """A job service whose one running run has finished one more epoch each time it is asked: a page
+    that asked twice for one redraw would draw two different moments of the run."""
+
+    warming = False
+
+    def __init__(self, run_id: str, epochs: int) -> None:
+        self.run_id, self.config, self.asked = run_id, TrainConfig(epochs=epochs), 0
+
+    def snapshot(self, run_id: str) -> JobSnapshot | None:
+        if run_id != self.run_id:
+            return None
+        self.asked += 1
+        done = min(self.asked, self.config.epochs - 1)
+        history = [EpochMetrics(e, 0.5 / e, 0.9, 0.5 / e, 0.9, 0.5 / e, 0.9, 0.1, 0.4 * e, [0.6 / e, 0.5 / e])
+                   for e in range(1, done + 1)]
+        progress = (done + 1) / self.config.epochs  # the next epoch's steps are done; it is being evaluated
+        return JobSnapshot(run_id, "running", self.config, progress, 0.4 * done + 0.2, 1.0, history)
+
+    def active(self) -> list[JobSnapshot]:
+        return []  # nothing else is queued or running
+
+    def stop(self, run_id: str) -> bool:
+        return False
+
+
+def test_the_progress_line_names_the_epoch_after_the_curves_last_point(runs_dir, monkeypatch) -> None:
+    """Progress, numbers and curves are drawn from one snapshot, and the line counts finished epochs (not
+    steps, which run ahead while an epoch is evaluated): it never runs ahead of the curves."""
+    service = AdvancingService("20260101-000000-feedface", epochs=30)
+    monkeypatch.setattr("ui.session.job_service", lambda: service)
+    at = open_page("pages/train.py", run=service.run_id)
+    for _ in range(3):  # the first redraw, then the redraws of the live panel as its timer would run them
+        (progress,) = at.get("progress")
+        epoch = int(re.match(r"Epoch (\d+) of 30", progress.proto.text).group(1))
+        assert curve_epochs(at, LOSS_AXIS, "train loss") == list(range(1, epoch))
+        assert curve_epochs(at, ACCURACY_AXIS, "test accuracy") == list(range(1, epoch))
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]

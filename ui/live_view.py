@@ -60,12 +60,24 @@ def _figure_json(run_id: str, epochs: int, quantity: str, _history: list) -> str
     return (live_loss if quantity == "loss" else live_accuracy)(_history).to_json()
 
 
-def curves(run_id: str, history: list) -> None:
-    """Loss and accuracy, each a live Plotly figure in a keyed container (where tests find it)."""
+QUANTITIES = ("loss", "accuracy")
+
+
+def curve_figures(run_id: str, history: list) -> list[str]:
+    """The loss and accuracy figures' JSON, built (or found in the cache) before a panel draws anything,
+    so that its first element and its curves reach the browser together.
+
+    Before its first epoch every run shows the same empty figures, built once per server instead of
+    once per run: the server would otherwise build them while the run's first epoch trains."""
     n = len(history)
-    for quantity in ("loss", "accuracy"):
+    return [_figure_json(run_id if n else "", n, quantity, history) for quantity in QUANTITIES]
+
+
+def curves(figures: list[str]) -> None:
+    """Loss and accuracy (``curve_figures``), each a live Plotly figure in a keyed container (where tests find it)."""
+    for quantity, figure in zip(QUANTITIES, figures):
         with st.container(key=f"train_{quantity}_chart"):
-            live_figure(_figure_json(run_id, n, quantity, history), key=f"train_{quantity}_figure")
+            live_figure(figure, key=f"train_{quantity}_figure")
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

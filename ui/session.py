@@ -207,10 +207,17 @@ def time_left(snap: JobSnapshot) -> str:
     return f"about {snap.eta:.0f} s left" if snap.eta < 120 else f"about {snap.eta / 60:.0f} min left"
 
 
+def current_epoch(snap: JobSnapshot) -> int:
+    """The epoch a running job is in: the one after its last finished epoch. Counted from the finished
+    epochs, not the steps done, so it is still epoch k while epoch k's steps are done and it is being
+    evaluated: the Train page's curves then have k - 1 points."""
+    return min(len(snap.history) + 1, snap.config.epochs)
+
+
 def progress_text(snap: JobSnapshot) -> str:
     """A running job's epoch, epochs to go, seconds so far and time left: the Train page's progress bar."""
     epochs = snap.config.epochs
-    epoch = min(int(snap.progress * epochs) + 1, epochs)
+    epoch = current_epoch(snap)
     to_go = f" · {epochs - epoch} more to go" if epochs - epoch else " · the last one"
     left = time_left(snap)
     return f"Epoch {epoch} of {epochs}{to_go} · {snap.elapsed:.1f} s{' · ' + left if left else ''}"
@@ -220,9 +227,8 @@ def job_line(snap: JobSnapshot) -> str:
     """One short line of a job's state for Running now: queue position, or epoch and time left."""
     if snap.status == "queued":
         return f"queued · #{snap.position} in line"
-    epoch = min(int(snap.progress * snap.config.epochs) + 1, snap.config.epochs)
     left = time_left(snap)
-    state = "stopping" if snap.stopping else f"epoch {epoch}/{snap.config.epochs} · {snap.progress:.0%}"
+    state = "stopping" if snap.stopping else f"epoch {current_epoch(snap)}/{snap.config.epochs} · {snap.progress:.0%}"
     return f"{state}{' · ' + left if left else ''}"
 
 

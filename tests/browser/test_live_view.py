@@ -61,6 +61,34 @@ def test_charts_stay_mounted_and_height_holds_to_the_end(new_page, report_figure
                   f"{after[-1]['height']} px at the end")
 
 
+PROGRESS_SAMPLER_JS = """() => {
+  window.__progress = [];
+  window.__progressSampler = setInterval(() => {
+    const bar = document.querySelector('[data-testid="stProgress"]');
+    const match = bar && bar.innerText.match(/Epoch (\\d+) of/);
+    const chart = document.querySelector('.st-key-train_loss_chart .js-plotly-plot');
+    const trace = chart && (chart.data || []).find(t => t.name === 'train loss');
+    if (match && trace) window.__progress.push([Number(match[1]), trace.x.length]);
+  }, 50);
+}"""
+"""Every 50 ms while the run shows its progress: the epoch the progress line names and the loss
+chart's points."""
+
+
+def test_the_progress_line_names_the_epoch_after_the_curves_last_point(new_page, report_figure) -> None:
+    """Whenever the loss chart gains points, the progress line beside it names the epoch after its last
+    point (the last epoch once all are in), not one or two further on."""
+    page = new_page("train?epochs=30")
+    page.evaluate(PROGRESS_SAMPLER_JS)
+    page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_text("Done:")).to_be_visible(timeout=120_000)
+    samples = page.evaluate("() => { clearInterval(window.__progressSampler); return window.__progress; }")
+    drawn = [now for before, now in zip(samples, samples[1:]) if now[1] != before[1]]
+    ahead = [(epoch, points) for epoch, points in drawn if epoch != min(points + 1, 30)]
+    assert drawn and ahead == [], f"{len(ahead)} of {len(drawn)} redraws (epoch named, points): {ahead[:8]}"
+    report_figure(f"progress line vs curves: at all {len(drawn)} redraws it named the epoch after the last point")
+
+
 def test_stop_answers_at_once_then_stopped(new_page, report_figure) -> None:
     """Also: after the first epoch the progress says how many epochs remain and the time left."""
     page = new_page("train?batch_size=10&epochs=200")
