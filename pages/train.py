@@ -100,18 +100,18 @@ def settings_form(initial: TrainConfig, waiting: int) -> TrainConfig | None:
         return None
 
 
-def start_job(config: TrainConfig) -> str | None:
-    """Queue the run in the lab's job service and put its settings and id in the URL; its id."""
+def start_job(config: TrainConfig) -> bool:
+    """Queue the run in the lab's job service and put its settings and id in the URL."""
     try:
         run_id = job_service().submit(run_store(), config)
     except (OSError, RunError) as exc:
         st.error(f"Not started: the run could not be saved ({exc.strerror if isinstance(exc, OSError) else exc}).",
                  icon=":material/block:")
-        return None
+        return False
     job_service().wait_started(run_id, START_WAIT_SECONDS)
     st.session_state[RUN_KEY] = run_id
     st.query_params.from_dict({**to_query(config), RUN_PARAM: run_id})
-    return run_id
+    return True
 
 
 def progress_bar(snap: JobSnapshot) -> None:
@@ -266,12 +266,6 @@ def run_details(run_id: str, history: list, figures: list[str], live: bool = Fal
     watch_it_learn(run_id, len(history))
 
 
-def shown_run(run_id: str | None) -> tuple[JobSnapshot | None, RunInfo | None]:
-    """The run the page shows: live in the job service, else as saved in the store (or neither)."""
-    snap = job_service().snapshot(run_id) if run_id else None
-    return snap, None if snap else stored_run(run_id)
-
-
 def stored_run(run_id: str | None) -> RunInfo | None:
     if run_id is None:
         return None
@@ -287,7 +281,8 @@ def main() -> None:
                          "accuracy measured after every epoch.")
     service = job_service()
     wanted = url_run_id() or st.session_state.get(RUN_KEY)
-    snap, saved = shown_run(wanted)
+    snap = service.snapshot(wanted) if wanted else None
+    saved = None if snap else stored_run(wanted)
     shown_config = snap.config if snap else saved.config if saved and saved.config else None
     initial, refused = link_settings(shown_config or TrainConfig())
     form_column, run_column = st.columns([1, 2.6], gap="large")
@@ -297,10 +292,8 @@ def main() -> None:
             st.error(f"Link setting refused: **{field}** {literal(why)}. Using the default instead.", icon=":material/block:")
         queued = sum(1 for job in service.active() if job.status == "queued")
         config = settings_form(initial, queued)
-        started = start_job(config) if config is not None else None
-        if started:  # drawn in this script run: a rerun would cost a whole page before the first point
-            wanted = started
-            snap, saved = shown_run(wanted)
+        if config is not None and start_job(config):
+            st.rerun()  # show the new run from the URL
         running_now(exclude=wanted)
     with run_column:
         if snap is not None:
