@@ -3,7 +3,6 @@ per-epoch answers to a drawing (checked against a plain softmax), and the loss-t
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 
@@ -83,12 +82,12 @@ def test_loss_trouble_names_rises_and_climbs() -> None:
 
 
 def test_the_basic_plotly_js_is_the_plotly_package_s_version_and_draws_every_live_trace() -> None:
-    """static/plotly-basic.min.js.gz (served to the live curves) must match the figures plotly.py builds."""
+    """static/plotly-basic.min.js (served to the live curves) must match the figures plotly.py builds."""
     import plotly.offline
 
     from ui.live_figure import PLOTLY_JS, _warm_up_figure
 
-    head = gzip.decompress(PLOTLY_JS.read_bytes())[:200].decode("utf-8")
+    head = PLOTLY_JS.read_text(encoding="utf-8")[:200]
     assert f"plotly.js (basic - minified) v{plotly.offline.get_plotlyjs_version()}" in head, head
     assert (PLOTLY_JS.parent / "plotly-basic.LICENSE").exists()
     kinds = {t.get("type", "scatter") for fig in (live_loss([]), live_accuracy([])) for t in fig.to_plotly_json()["data"]}

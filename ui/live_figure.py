@@ -3,7 +3,7 @@
 ``st.plotly_chart`` derives its element id from the figure, so a live figure is remounted on every
 change. This small Custom Component (v2) keeps one div per key and hands each new figure to
 ``Plotly.react``. plotly.js is plotly.js's own *basic* bundle (scatter, bar and pie: all the live
-figures draw), the same version as the installed ``plotly`` package's, kept gzipped in ``static/``
+figures draw), the same version as the installed ``plotly`` package's, kept in ``static/``
 (the lab works offline) and served by Streamlit's static file serving, which the browser may cache.
 Every page asks for it first thing (``page_header``), so the browser has it evaluated, and its
 drawing code warmed on a hidden chart, long before a run's first point; only the figure's JSON
@@ -19,14 +19,10 @@ from pathlib import Path
 
 import streamlit as st
 
-PLOTLY_JS = Path(__file__).resolve().parents[1] / "static" / "plotly-basic.min.js.gz"
+PLOTLY_JS = Path(__file__).resolve().parents[1] / "static" / "plotly-basic.min.js"
 """plotly.js's basic bundle (npm ``plotly.js-basic-dist-min``, MIT): 1.2 MB that Chromium evaluates in
 about a quarter of the time of the plotly package's full 4.8 MB ``plotly.min.js``. Its version must be
-the ``plotly`` package's plotly.js version (``tests/test_live_core.py`` checks).
-
-Kept gzipped (395 kB, ``gzip -9 -n``): the server's gzip middleware compressed the plain file again
-on every request (about 0.3 s of server CPU while a fresh tab's first run trains) but leaves
-``application/gzip`` as it is, and the browser unpacks it with ``DecompressionStream``."""
+the ``plotly`` package's plotly.js version (``tests/test_live_core.py`` checks)."""
 LOADER_KEY = "live_figure_plotly_js"
 HTML = '<div class="live-figure"></div>'
 CSS = (".live-figure { width: 100%; min-height: 1px; } "
@@ -35,25 +31,15 @@ CSS = (".live-figure { width: 100%; min-height: 1px; } "
 JS = r"""
 const loading = window.__liveFigurePlotly || (window.__liveFigurePlotly = {});
 
-async function unpacked(src) {
-  // The gzipped bundle, unpacked as it arrives, as a script URL.
-  const reply = await fetch(src);
-  if (!reply.ok) throw new Error("HTTP " + reply.status);
-  const code = await new Response(reply.body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
-  return URL.createObjectURL(new Blob([code], {type: "text/javascript"}));
-}
-
 function plotlyFrom(src) {
   if (window.Plotly) return Promise.resolve(window.Plotly);
-  if (!loading[src]) loading[src] = unpacked(src).then(url => new Promise((resolve, reject) => {
+  if (!loading[src]) loading[src] = new Promise((resolve, reject) => {
     const script = document.createElement("script");
-    script.src = url;
-    script.onload = () => { URL.revokeObjectURL(url); resolve(window.Plotly); };
-    script.onerror = () => reject(new Error("plotly.js did not run"));
+    script.src = src;
+    script.async = true;
+    script.onload = () => resolve(window.Plotly);
+    script.onerror = () => { delete loading[src]; reject(new Error("plotly.js did not load from " + src)); };
     document.head.appendChild(script);
-  })).catch(err => {
-    delete loading[src];
-    throw new Error("plotly.js did not load from " + src + ": " + err.message);
   });
   return loading[src];
 }
