@@ -7,6 +7,7 @@ Written by the process that trains; the web server never imports TensorFlow.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import summary as hparams_summary
 
 from .config import TrainConfig
-from .data import CLASSES, IMAGE_SIDE
+from .data import CLASSES, IMAGE_SIDE, PIXELS
 from .train import EpochMetrics
 
 SPLITS = ("train", "validation", "test")
@@ -77,3 +78,15 @@ def template_grid(W: np.ndarray) -> np.ndarray:
     rgb = (255 * (1 + t * colour)).astype(np.uint8)
     grid = rgb.reshape(GRID_ROWS, GRID_COLS, IMAGE_SIDE, IMAGE_SIDE, 3).transpose(0, 2, 1, 3, 4)
     return grid.reshape(GRID_ROWS * IMAGE_SIDE, GRID_COLS * IMAGE_SIDE, 3)
+
+
+def warm_up() -> None:
+    """Write one throwaway log and delete it, so a worker's first run does not pay for it.
+
+    A process's first event log took about 125 ms (TensorFlow's summary ops and the PNG encoder
+    start up), and a run's first epoch reaches the live view only after its log is written.
+    """
+    with tempfile.TemporaryDirectory(prefix="softmax-lab-events-") as folder:
+        log = EventLog(Path(folder), TrainConfig())
+        log.epoch(EpochMetrics(1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0), np.zeros((PIXELS, CLASSES), np.float32))
+        log.close("completed")

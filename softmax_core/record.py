@@ -39,10 +39,12 @@ def train_and_record(config: TrainConfig, data: Mnist, writer: RunWriter, stop: 
         return "failed", failure_reason(exc)
 
     def record(metrics: EpochMetrics, W: np.ndarray, b: np.ndarray) -> None:
+        """The run's own files first (pages read the weights once they hear of the epoch), then the
+        news, then TensorBoard's copy: the live view does not wait for the event log."""
         writer.record_epoch(metrics.to_dict(), W, b)
-        events.epoch(metrics, W)
         if on_epoch:
             on_epoch(metrics)
+        events.epoch(metrics, W)
 
     try:
         result = train(config, data, record, on_progress, stop)

@@ -62,6 +62,7 @@ class Worker:
 
     def serve(self, commands: TextIO) -> None:
         """Load what every job needs, say ready, then act on commands until stdin closes."""
+        from . import events
         from .data import DataError, load_mnist
         from .train import warm_up
 
@@ -72,6 +73,7 @@ class Worker:
             self.emit("fatal", message=str(exc))
             return
         warm_up(data)
+        events.warm_up()
         self.emit("ready", pid=os.getpid(), seconds=round(time.perf_counter() - started, 3))
         for line in commands:
             try:
