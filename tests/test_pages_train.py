@@ -292,3 +292,18 @@ def test_the_progress_line_names_the_epoch_after_the_curves_last_point(runs_dir,
         assert curve_epochs(at, ACCURACY_AXIS, "test accuracy") == list(range(1, epoch))
         at.run()
         assert not at.exception, [e.message for e in at.exception]
+
+
+def test_stop_says_stopping_before_the_job_service_does(runs_dir, monkeypatch) -> None:
+    """A click on Stop redraws only Stop, from the panel's last snapshot (taken before the click): the
+    page says "Stopping" and disables Stop although that snapshot, like this service's, is not stopping."""
+    service = AdvancingService("20260101-000000-feedface", epochs=30)
+    monkeypatch.setattr("ui.session.job_service", lambda: service)
+    at = open_page("pages/train.py", run=service.run_id)
+    assert not at.button(key="train_stop").disabled
+    at.button(key="train_stop").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("Stopping" in c.value for c in at.caption)
+    assert at.button(key="train_stop").disabled
+    at.run()  # the panel's next redraw, still from a service that has not caught up
+    assert any("Stopping" in c.value for c in at.caption) and at.button(key="train_stop").disabled

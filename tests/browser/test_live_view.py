@@ -106,6 +106,45 @@ def test_stop_answers_at_once_then_stopped(new_page, report_figure) -> None:
     report_figure(f"Stop -> 'Stopping' or 'Stopped' seen within {(seen - started) / 1000:.2f} s of the click (page clock)")
 
 
+STOP_AT_FIRST_POINT_JS = """() => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  const progress = () => (main.querySelector('[data-testid="stProgress"]') || {}).innerText;
+  window.__stop = null;
+  const timer = setInterval(() => {
+    const chart = main.querySelector('.st-key-train_loss_chart .js-plotly-plot');
+    const trace = chart && (chart.data || []).find(t => t.name === 'train loss');
+    if (!window.__stop) {
+      if (!trace || !trace.x.length) return;
+      window.__stop = {lines: [progress()], answered: false};
+      [...main.querySelectorAll('button')].find(b => b.innerText.trim().endsWith('Stop')).click();
+      return;
+    }
+    const line = progress();
+    if (line !== window.__stop.lines.at(-1)) window.__stop.lines.push(line);
+    if (/Stopping|Stopped after/.test(main.innerText)) { window.__stop.answered = true; clearInterval(timer); }
+  }, 10);
+}"""
+"""Clicks Stop the moment the first point is drawn (when the page switches to the slower poll with a
+whole-page run), then records every progress line shown until the page answers the click. A click
+that reached the server for a fragment the switch had removed was dropped, callback and all, and the
+run went on training."""
+
+
+def test_stop_at_the_first_point_is_answered_by_its_own_redraw(new_page, report_figure) -> None:
+    """A click while the page switches to the slower poll is answered by the redraw it starts, not by
+    the next poll: at most the switch's own redraw changes the progress line before "Stopping"."""
+    page = new_page("train?batch_size=10&epochs=200")
+    page.evaluate(STOP_AT_FIRST_POINT_JS)
+    page.get_by_role("button", name="Start training").click()
+    # Answered, or redrawn by polls that kept the run going (a lost click): the assertion then says which.
+    page.wait_for_function("() => window.__stop && (window.__stop.answered || window.__stop.lines.length > 3)",
+                           timeout=120_000)
+    lines = page.evaluate("() => window.__stop.lines")
+    assert len(lines) <= 2, f"the progress line changed {len(lines) - 1} times before 'Stopping': {lines}"
+    expect(page.get_by_text("Stopped after")).to_be_visible(timeout=60_000)
+    report_figure(f"Stop at the first point: the progress line changed {len(lines) - 1} time(s) before 'Stopping'")
+
+
 def test_refused_setting_is_named_next_to_start(new_page) -> None:
     page = new_page("train")
     field = page.get_by_label("Batch size", exact=True)
