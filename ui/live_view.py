@@ -43,9 +43,10 @@ def metric_row(history: list, live: bool = False) -> None:
 
     Always the same elements (a dash before the first epoch), so live redraws replace them in place.
     """
-    rows = [h if isinstance(h, dict) else h.to_dict() for h in history]
+    shown = (history[-2:] if live else history[:1] + history[-1:]) if len(history) > 1 else history
+    rows = [h if isinstance(h, dict) else h.to_dict() for h in shown]  # asdict copies step losses: only these two
     last = rows[-1] if rows else None
-    before = (rows[-2] if live else rows[0]) if len(rows) > 1 else None
+    before = rows[0] if len(rows) > 1 else None
     for col, (name, label, percent) in zip(st.columns(4), METRIC_CARDS):
         value = "–" if last is None else f"{last[name]:.2%}" if percent else f"{last[name]:.4f}"
         delta = None if before is None else last[name] - before[name]
