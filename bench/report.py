@@ -63,7 +63,8 @@ def table(figures: dict[str, Any]) -> str:
                else "(one process per variant per repeat)"),
             "ratio = engine seconds / peer seconds (< 1: the engine is faster)",
             "cpu s = process CPU seconds per epoch, all threads: the work, less disturbed by a busy machine",
-            "engine_defaults = the engine with the lab's defaults (Adam, cosine, L2); its ratio is defaults / SGD",
+            "engine_defaults = the engine with the lab's defaults (Adam, cosine, L2); its ratio is defaults / SGD,"
+            " both trained alternately in each of its processes",
             f"{'variant':<15} {'batch':>6} {'s/epoch':>9} {'cpu s':>8} {'1st epoch':>10} {'1st-call':>9} "
             f"{'final train loss':>17} {'peak RSS':>9} {'ratio':>6}",
         ]

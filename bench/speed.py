@@ -149,16 +149,19 @@ def summarise(results: list[dict]) -> dict[str, dict[str, dict]]:
 def ratios(summary: dict[str, dict[str, dict]], key: str = "seconds_per_epoch") -> dict[str, dict[str, float]]:
     """engine seconds / peer seconds at each batch size both ran: below 1 the engine is faster.
 
-    ``defaults_vs_sgd`` is the engine with the lab's defaults over the engine with plain SGD.
+    ``defaults_vs_sgd`` is the engine with the lab's defaults over the engine with plain SGD, both
+    trained alternately in each ``engine_defaults`` process (``variants.engine_defaults``): the
+    median over repeats of each process's ratio.
     ``key="cpu_seconds_per_epoch"`` gives the same ratios of process CPU time, which a loaded
     machine disturbs far less than wall time.
     """
     out: dict[str, dict[str, float]] = {}
-    pairs = [(f"engine_vs_{peer}", "engine", peer) for peer in PEERS]
-    pairs.append(("defaults_vs_sgd", "engine_defaults", "engine"))
-    for name, mine, other in pairs:
-        out[name] = {f"batch_{batch}": row[key] / summary[other][batch][key]
-                     for batch, row in summary.get(mine, {}).items() if batch in summary.get(other, {})}
+    for peer in PEERS:
+        out[f"engine_vs_{peer}"] = {f"batch_{batch}": row[key] / summary[peer][batch][key]
+                                    for batch, row in summary.get("engine", {}).items() if batch in summary.get(peer, {})}
+    paired = "paired_cpu_ratio" if key == "cpu_seconds_per_epoch" else "paired_ratio"
+    out["defaults_vs_sgd"] = {f"batch_{batch}": row["extra"][paired]
+                              for batch, row in summary.get("engine_defaults", {}).items() if paired in row["extra"]}
     return out
 
 
