@@ -76,8 +76,8 @@ def permutations(n: int, epochs: int, seed: int) -> list[np.ndarray]:
     return [rng.permutation(n).astype(np.int32) for _ in range(epochs)]
 
 
-PAIRED_ROUNDS = 2
-"""Times an ``engine_defaults`` process trains the defaults and then plain SGD, alternating."""
+PAIRED_ROUNDS = 4
+"""Rounds of (defaults, plain SGD) an ``engine_defaults`` process trains after its first run."""
 
 
 def engine(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Trained:
@@ -93,22 +93,24 @@ def sgd_config(batch_size: int, epochs: int, lr: float, seed: int) -> TrainConfi
 def engine_defaults(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Trained:
     """The engine with the lab's defaults (Adam, cosine decay, L2): what a user runs. ``lr`` applies to SGD only.
 
-    Its first run is reported as the variant. The process then goes on to alternate plain SGD
-    (``engine``'s run) with the defaults, PAIRED_ROUNDS runs each, and ``extra`` gives the defaults'
-    median epoch over SGD's from those (``paired_ratio``, and ``paired_cpu_ratio`` of CPU time):
-    separate processes of one variant differed by up to 1.5x on this VM, more than the 15% the
-    ratio is held to, while in one process the two settings took about the same time.
+    Its first run is reported as the variant. The process then trains PAIRED_ROUNDS rounds of the
+    defaults followed at once by plain SGD (``engine``'s run), and ``extra`` gives the median over
+    rounds of the defaults' median epoch over SGD's (``paired_ratio``; ``paired_cpu_ratio`` of CPU
+    time). Separate processes of one variant differed by up to 1.5x on this VM and a process's own
+    speed drifts within seconds, both more than the 15% the ratio is held to; back-to-back runs in
+    one process see nearly the same machine.
     """
     defaults, sgd = TrainConfig(batch_size=batch_size, epochs=epochs, seed=seed), sgd_config(batch_size, epochs, lr, seed)
-    runs = [(engine_run(data, defaults), engine_run(data, sgd)) for _ in range(PAIRED_ROUNDS)]
-    first = runs[0][0]
+    first = engine_run(data, defaults)
+    rounds = [(engine_run(data, defaults, evaluate_calls=0), engine_run(data, sgd, evaluate_calls=0))
+              for _ in range(PAIRED_ROUNDS)]
     for kind, name in (("wall", "paired_ratio"), ("cpu", "paired_cpu_ratio")):
-        laps = [[lap for run in pair for lap in getattr(run.clock, kind)[1:]] for pair in zip(*runs)]
-        first.extra[name] = float(np.median(laps[0]) / np.median(laps[1]))
+        first.extra[name] = float(np.median([np.median(getattr(mine.clock, kind)[1:]) / np.median(getattr(other.clock, kind)[1:])
+                                             for mine, other in rounds]))
     return first
 
 
-def engine_run(data: Mnist, config: TrainConfig) -> Trained:
+def engine_run(data: Mnist, config: TrainConfig, evaluate_calls: int = EVALUATE_CALLS) -> Trained:
     """Train as ``config`` says, timing each epoch's training apart from its evaluation.
 
     An epoch's training ends at its last ``on_progress`` call (after its last compiled call);
@@ -131,13 +133,13 @@ def engine_run(data: Mnist, config: TrainConfig) -> Trained:
 
     result = train(config, data, on_epoch=on_epoch, on_progress=on_progress)
     evaluate_seconds = []
-    for _ in range(EVALUATE_CALLS):
+    for _ in range(evaluate_calls):
         started = time.perf_counter()
         evaluate(result.W, result.b, data)
         evaluate_seconds.append(time.perf_counter() - started)
     return Trained(clock, result.W, result.b, {
         "status": result.status,
-        "evaluate_seconds": float(np.median(evaluate_seconds)),
+        "evaluate_seconds": float(np.median(evaluate_seconds)) if evaluate_seconds else None,
         "in_train_evaluation_seconds": float(np.median(in_train_evaluation[1:] or in_train_evaluation)),
     })
 
