@@ -86,6 +86,7 @@ def engine(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> T
 
 
 def sgd_config(batch_size: int, epochs: int, lr: float, seed: int) -> TrainConfig:
+    """Every peer's recipe in the engine: constant-rate SGD from zeros, no L2."""
     return TrainConfig(learning_rate=lr, batch_size=batch_size, epochs=epochs, seed=seed,
                        optimizer="sgd", schedule="constant", l2=0.0, init="zeros")
 
@@ -105,9 +106,13 @@ def engine_defaults(data: Mnist, batch_size: int, epochs: int, lr: float, seed: 
     rounds = [(engine_run(data, defaults, evaluate_calls=0), engine_run(data, sgd, evaluate_calls=0))
               for _ in range(PAIRED_ROUNDS)]
     for kind, name in (("wall", "paired_ratio"), ("cpu", "paired_cpu_ratio")):
-        first.extra[name] = float(np.median([np.median(getattr(mine.clock, kind)[1:]) / np.median(getattr(other.clock, kind)[1:])
-                                             for mine, other in rounds]))
+        first.extra[name] = float(np.median([_steady(mine, kind) / _steady(other, kind) for mine, other in rounds]))
     return first
+
+
+def _steady(trained: Trained, kind: str) -> float:
+    """Median seconds (``wall`` or ``cpu``) of a run's epochs after its first."""
+    return float(np.median(getattr(trained.clock, kind)[1:]))
 
 
 def engine_run(data: Mnist, config: TrainConfig, evaluate_calls: int = EVALUATE_CALLS) -> Trained:
