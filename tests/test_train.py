@@ -70,7 +70,7 @@ def numpy_reference(config: TrainConfig, x: np.ndarray, y: np.ndarray) -> tuple[
     ("momentum", 0.05, "cosine", 0.0, 100),
     ("adam", 0.002, "cosine", 1e-4, 100),
     ("momentum", 0.05, "constant", 1e-3, 700),  # blocks of 234 rows (2 padded) and a partial last batch of 200
-    ("adam", 0.002, "constant", 1e-3, 64),  # the class-major softmax (blocks of <= 100 rows), a partial last batch of 56
+    ("adam", 0.002, "constant", 1e-3, 64),  # a partial last batch of 56
 ])
 def test_engine_matches_numpy_reference(small, optimizer, lr, schedule, l2, batch):
     config = TrainConfig(learning_rate=lr, batch_size=batch, epochs=2, optimizer=optimizer, schedule=schedule, l2=l2)
