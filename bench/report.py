@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .speed import PEERS, VARIANT_NAMES
+from .speed import PAIRED_PEERS, PEERS, VARIANT_NAMES
 
 TARGETS = {
     "engine_vs_numpy_batch_100": ("engine / NumPy at batch 100", "<=", 0.65),
@@ -65,11 +65,15 @@ def table(figures: dict[str, Any]) -> str:
             "cpu s = process CPU seconds per epoch, all threads: the work, less disturbed by a busy machine",
             "engine_defaults = the engine with the lab's defaults (Adam, cosine, L2); its ratio is defaults / SGD,"
             " both trained alternately in each of its processes",
+            "paired = the engine with the NumPy peer's same epoch and a floor pass after each of its epochs, in one"
+            " process; engine / NumPy and engine / floor are its epoch-by-epoch ratios (the separate processes'"
+            " ratios follow the table)",
             f"{'variant':<15} {'batch':>6} {'s/epoch':>9} {'cpu s':>8} {'1st epoch':>10} {'1st-call':>9} "
             f"{'final train loss':>17} {'peak RSS':>9} {'ratio':>6}",
         ]
         for variant in VARIANT_NAMES:
-            ratio_name = "defaults_vs_sgd" if variant == "engine_defaults" else f"engine_vs_{variant}"
+            ratio_name = {"engine_defaults": "defaults_vs_sgd", "paired": "engine_vs_numpy"}.get(variant,
+                                                                                              f"engine_vs_{variant}")
             for batch, row in (speed.get(variant) or {}).items():
                 ratio = figures.get(ratio_name, {}).get(f"batch_{batch}")
                 lines.append(
@@ -77,6 +81,12 @@ def table(figures: dict[str, Any]) -> str:
                     f"{_num(row['first_epoch_seconds'], 10, 3)} "
                     f"{_num(row['first_call_overhead_seconds'], 9, 3)} {_num(row['final_train_loss'], 17, 6)} "
                     f"{_mb(row['peak_rss_mb']):>9} {_num(ratio, 6, 2)}")
+        for peer in PAIRED_PEERS:
+            separate = figures.get(f"engine_vs_{peer}_separate")
+            if separate:
+                lines.append(f"engine / {peer}: side by side " + ", ".join(
+                    f"{batch} {figures[f'engine_vs_{peer}'][batch]:.3f}" for batch in separate)
+                    + "; separate processes " + ", ".join(f"{batch} {value:.3f}" for batch, value in separate.items()))
         lines.append(f"NumPy BLAS: {figures['machine'].get('numpy_blas')}")
         floor = (speed.get("floor") or {})
         if floor:

@@ -20,8 +20,10 @@ from typing import Callable
 from . import variants
 
 PROJECT = Path(__file__).resolve().parents[1]
-VARIANT_NAMES = ("engine", "engine_defaults", "keras", "tf1", "numpy", "floor")
+VARIANT_NAMES = ("engine", "engine_defaults", "keras", "tf1", "numpy", "floor", "paired")
 PEERS = ("keras", "tf1", "numpy", "floor")
+PAIRED_PEERS = ("numpy", "floor")
+"""Peers the ``paired`` variant runs beside the engine, epoch by epoch, in one process."""
 CHILD_TIMEOUT = 900.0
 XLA_CACHE_ENV = "SOFTMAX_LAB_XLA_CACHE"
 """softmax_core.train's persistent compilation cache (named here: this module never imports TensorFlow)."""
@@ -149,17 +151,28 @@ def summarise(results: list[dict]) -> dict[str, dict[str, dict]]:
 def ratios(summary: dict[str, dict[str, dict]], key: str = "seconds_per_epoch") -> dict[str, dict[str, float]]:
     """engine seconds / peer seconds at each batch size both ran: below 1 the engine is faster.
 
-    ``defaults_vs_sgd`` is the engine with the lab's defaults over the engine with plain SGD, both
-    trained alternately in each ``engine_defaults`` process (``variants.engine_defaults``): the
-    median over repeats of each process's ratio.
+    For the NumPy peer and the floor, when the ``paired`` variant ran, the ratio is its figure:
+    the median over repeats of each process's median epoch-by-epoch ratio
+    (``variants.paired``); the ratio of the separate processes' medians is kept as
+    ``engine_vs_<peer>_separate``. ``defaults_vs_sgd`` is the engine with the lab's defaults over
+    the engine with plain SGD, both trained alternately in each ``engine_defaults`` process
+    (``variants.engine_defaults``): the median over repeats of each process's ratio.
     ``key="cpu_seconds_per_epoch"`` gives the same ratios of process CPU time, which a loaded
     machine disturbs far less than wall time.
     """
+    cpu = key == "cpu_seconds_per_epoch"
     out: dict[str, dict[str, float]] = {}
     for peer in PEERS:
         out[f"engine_vs_{peer}"] = {f"batch_{batch}": row[key] / summary[peer][batch][key]
                                     for batch, row in summary.get("engine", {}).items() if batch in summary.get(peer, {})}
-    paired = "paired_cpu_ratio" if key == "cpu_seconds_per_epoch" else "paired_ratio"
+    for peer in PAIRED_PEERS:
+        name = f"{peer}_cpu_ratio" if cpu else f"{peer}_ratio"
+        side_by_side = {f"batch_{batch}": row["extra"][name]
+                        for batch, row in summary.get("paired", {}).items() if name in row["extra"]}
+        if side_by_side:
+            out[f"engine_vs_{peer}_separate"] = out[f"engine_vs_{peer}"]
+            out[f"engine_vs_{peer}"] = side_by_side
+    paired = "paired_cpu_ratio" if cpu else "paired_ratio"
     out["defaults_vs_sgd"] = {f"batch_{batch}": row["extra"][paired]
                               for batch, row in summary.get("engine_defaults", {}).items() if paired in row["extra"]}
     return out

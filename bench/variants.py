@@ -115,11 +115,13 @@ def _steady(trained: Trained, kind: str) -> float:
     return float(np.median(getattr(trained.clock, kind)[1:]))
 
 
-def engine_run(data: Mnist, config: TrainConfig, evaluate_calls: int = EVALUATE_CALLS) -> Trained:
+def engine_run(data: Mnist, config: TrainConfig, evaluate_calls: int = EVALUATE_CALLS,
+               after_epoch: Callable[[int], None] | None = None) -> Trained:
     """Train as ``config`` says, timing each epoch's training apart from its evaluation.
 
     An epoch's training ends at its last ``on_progress`` call (after its last compiled call);
     the time from there to ``on_epoch`` is the per-epoch evaluation and bookkeeping.
+    ``after_epoch(k)`` runs after epoch k's evaluation, outside every timing (``paired``'s peers).
     """
     from softmax_core.train import evaluate, train
 
@@ -134,6 +136,8 @@ def engine_run(data: Mnist, config: TrainConfig, evaluate_calls: int = EVALUATE_
         trained_at = progress_marks[-1]
         clock.lap(trained_at)
         in_train_evaluation.append(time.perf_counter() - trained_at[0])
+        if after_epoch:
+            after_epoch(len(in_train_evaluation) - 1)
         clock.start()
 
     result = train(config, data, on_epoch=on_epoch, on_progress=on_progress)
@@ -150,41 +154,52 @@ def engine_run(data: Mnist, config: TrainConfig, evaluate_calls: int = EVALUATE_
 
 
 def numpy_sgd(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Trained:
-    """The strongest plain NumPy loop we could write, float32, the gradient written out as the engine does.
+    """The strongest plain NumPy loop we could write (``NumpyLoop``), epoch after epoch."""
+    from threadpoolctl import threadpool_limits
+
+    loop, clock = NumpyLoop(data, batch_size, lr), EpochClock()
+    with threadpool_limits(1, "blas"):
+        for perm in permutations(len(data.train_y), epochs, seed):
+            loop.epoch(perm, clock)
+    return Trained(clock, np.ascontiguousarray(loop.Wt.T), loop.b, {"blas": blas_info()})
+
+
+class NumpyLoop:
+    """Minibatch SGD in plain NumPy, float32, the gradient written out as the engine does.
 
     W is held transposed (10 x 784), so both products write contiguous rows; each epoch's rows
     are copied once, in the epoch's order, into one buffer (outside the timing, as for Keras), so
-    every batch is a contiguous slice; BLAS runs on one thread, which was never slower here and
-    far faster on a loaded machine.
+    every batch is a contiguous slice. The caller runs BLAS on one thread
+    (``threadpool_limits(1, "blas")``), which was never slower here and far faster on a loaded machine.
     """
-    from threadpoolctl import threadpool_limits
 
-    X, Y = data.images("train"), data.train_y
-    Wt, b = np.zeros((CLASSES, PIXELS), np.float32), np.zeros(CLASSES, np.float32)
-    lr32 = np.float32(lr)
-    Xs, Ys = np.empty_like(X), np.empty_like(Y)
-    clock = EpochClock()
-    step_losses = []
-    with threadpool_limits(1, "blas"):
-        for perm in permutations(len(Y), epochs, seed):
-            np.take(X, perm, axis=0, out=Xs)
-            np.take(Y, perm, out=Ys)
-            clock.start()
-            for i in range(0, len(perm), batch_size):
-                xb, yb = Xs[i:i + batch_size], Ys[i:i + batch_size]
-                rows = np.arange(len(yb))
-                logits = xb @ Wt.T
-                logits += b
-                logits -= logits.max(axis=1, keepdims=True)
-                log_sum = np.log(np.exp(logits).sum(axis=1, keepdims=True))
-                step_losses.append(float(np.mean(log_sum[:, 0] - logits[rows, yb])))
-                g = np.exp(logits - log_sum)
-                g[rows, yb] -= 1.0
-                step = lr32 / np.float32(len(yb))
-                Wt -= step * (g.T @ xb)
-                b -= step * g.sum(axis=0)
-            clock.lap()
-    return Trained(clock, np.ascontiguousarray(Wt.T), b, {"blas": blas_info()})
+    def __init__(self, data: Mnist, batch_size: int, lr: float) -> None:
+        self.X, self.Y = data.images("train"), data.train_y
+        self.Xs, self.Ys = np.empty_like(self.X), np.empty_like(self.Y)
+        self.Wt, self.b = np.zeros((CLASSES, PIXELS), np.float32), np.zeros(CLASSES, np.float32)
+        self.batch_size, self.lr = batch_size, np.float32(lr)
+        self.step_losses: list[float] = []
+
+    def epoch(self, perm: np.ndarray, clock: EpochClock) -> None:
+        """One epoch in ``perm``'s order, timed on ``clock`` from the first step to the last."""
+        np.take(self.X, perm, axis=0, out=self.Xs)
+        np.take(self.Y, perm, out=self.Ys)
+        Wt, b = self.Wt, self.b
+        clock.start()
+        for i in range(0, len(perm), self.batch_size):
+            xb, yb = self.Xs[i:i + self.batch_size], self.Ys[i:i + self.batch_size]
+            rows = np.arange(len(yb))
+            logits = xb @ Wt.T
+            logits += b
+            logits -= logits.max(axis=1, keepdims=True)
+            log_sum = np.log(np.exp(logits).sum(axis=1, keepdims=True))
+            self.step_losses.append(float(np.mean(log_sum[:, 0] - logits[rows, yb])))
+            g = np.exp(logits - log_sum)
+            g[rows, yb] -= 1.0
+            step = self.lr / np.float32(len(yb))
+            Wt -= step * (g.T @ xb)
+            b -= step * g.sum(axis=0)
+        clock.lap()
 
 
 def tf1_session(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Trained:
@@ -259,8 +274,29 @@ def keras_fit(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -
 def floor(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Trained:
     """The work of an epoch with no per-step cost: one X @ W and one X.T @ G over all rows.
 
-    Timed in NumPy (OpenBLAS) and TensorFlow; the faster is the floor. ``batch_size`` and
-    ``lr`` do not apply; ``epochs`` is the number of timed passes.
+    Timed in NumPy (OpenBLAS) and TensorFlow (``floor_passes``); the faster is the floor.
+    ``batch_size`` and ``lr`` do not apply; ``epochs`` is the number of timed passes.
+    """
+    clocks = {}
+    for name, work in floor_passes(data, seed).items():
+        work()
+        clocks[name] = EpochClock()
+        for _ in range(max(epochs, 5)):
+            clocks[name].start()
+            work()
+            clocks[name].lap()
+    best = min(clocks, key=lambda name: np.median(clocks[name].wall))
+    return Trained(clocks[best], None, None, {
+        "library": best, "numpy_seconds": float(np.median(clocks["numpy"].wall)),
+        "tensorflow_seconds": float(np.median(clocks["tensorflow"].wall)), "blas": blas_info(),
+    })
+
+
+def floor_passes(data: Mnist, seed: int) -> dict[str, Callable[[], None]]:
+    """The floor's pass in each library, by name: both products over all train rows, float32.
+
+    Each library runs at its own thread count (NumPy's BLAS and TensorFlow both use every core,
+    unless softmax_core.train was imported first: it sets TensorFlow's intra-op threads to 1).
     """
     import tensorflow as tf
 
@@ -280,24 +316,57 @@ def floor(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Tr
     def tf_call() -> None:
         [t.numpy() for t in tf_pass(tX, tW, tG)]
 
-    clocks = {}
-    for name, work in (("numpy", numpy_pass), ("tensorflow", tf_call)):
+    return {"numpy": numpy_pass, "tensorflow": tf_call}
+
+
+PARK_SECONDS = 0.3
+"""A pause after the peers, before the engine's next epoch: OpenBLAS's idle workers spin for a while after a call."""
+
+
+def paired(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Trained:
+    """``engine``'s run with, after each of its epochs, the NumPy peer's same epoch and a floor pass.
+
+    This VM's speed drifts by up to 1.5x within seconds, for every process alike (a 300 x 300
+    matmul probe moved 54 -> 90 ms in one process), so ratios of runs in separate processes, or
+    even of runs seconds apart, swung more than the targets' margins. Epochs side by side, a
+    tenth of a second apart, see the same machine: ``extra`` gives the median over epochs 2..N of
+    engine epoch / NumPy epoch (``numpy_ratio``) and engine epoch / the faster floor pass
+    (``floor_ratio``), with ``_cpu_`` twins of process CPU time. The floor runs as ``floor_passes``
+    says, TensorFlow on one thread here (softmax_core.train is imported).
+    """
+    from threadpoolctl import threadpool_limits
+
+    import softmax_core.train  # noqa: F401  first: its thread and XLA settings count only before any op runs
+
+    loop, passes = NumpyLoop(data, batch_size, lr), floor_passes(data, seed)
+    perms = permutations(len(data.train_y), epochs, seed)
+    loop_clock, clocks = EpochClock(), {name: EpochClock() for name in passes}
+    for work in passes.values():
         work()
-        clocks[name] = EpochClock()
-        for _ in range(max(epochs, 5)):
+
+    def peers(epoch: int) -> None:
+        with threadpool_limits(1, "blas"):
+            loop.epoch(perms[epoch], loop_clock)
+        for name, work in passes.items():
             clocks[name].start()
             work()
             clocks[name].lap()
-    best = min(clocks, key=lambda name: np.median(clocks[name].wall))
-    return Trained(clocks[best], None, None, {
-        "library": best, "numpy_seconds": float(np.median(clocks["numpy"].wall)),
-        "tensorflow_seconds": float(np.median(clocks["tensorflow"].wall)), "blas": blas_info(),
-    })
+        time.sleep(PARK_SECONDS)
+
+    trained = engine_run(data, sgd_config(batch_size, epochs, lr, seed), evaluate_calls=0, after_epoch=peers)
+    for kind in ("wall", "cpu"):
+        engine_epochs = getattr(trained.clock, kind)[1:]
+        floors = np.minimum(*(getattr(clocks[name], kind)[1:] for name in passes))
+        suffix = "" if kind == "wall" else "_cpu"
+        trained.extra[f"numpy{suffix}_ratio"] = float(np.median(np.divide(engine_epochs, getattr(loop_clock, kind)[1:])))
+        trained.extra[f"floor{suffix}_ratio"] = float(np.median(np.divide(engine_epochs, floors)))
+    trained.extra["numpy_final_train_loss"] = train_loss(np.ascontiguousarray(loop.Wt.T), loop.b, data)
+    return trained
 
 
 VARIANTS: dict[str, Callable[[Mnist, int, int, float, int], Trained]] = {
     "engine": engine, "engine_defaults": engine_defaults, "keras": keras_fit, "tf1": tf1_session,
-    "numpy": numpy_sgd, "floor": floor,
+    "numpy": numpy_sgd, "floor": floor, "paired": paired,
 }
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
-VARIANTS = ("engine", "engine_defaults", "keras", "tf1", "numpy", "floor")
+VARIANTS = ("engine", "engine_defaults", "keras", "tf1", "numpy", "floor", "paired")
 TRAINERS = ("engine", "keras", "tf1", "numpy")
 PEERS = ("keras", "tf1", "numpy", "floor")
 BATCHES = ("100", "1000")
@@ -50,7 +50,8 @@ def test_json_line_has_every_figure(bench_run) -> None:
         assert set(ratios) == {f"batch_{b}" for b in BATCHES}
         assert all(isinstance(r, float) and r > 0 for r in ratios.values())
     assert set(figures["defaults_vs_sgd"]) == {f"batch_{b}" for b in BATCHES}
-    assert set(figures["cpu_ratios"]) == {f"engine_vs_{peer}" for peer in PEERS} | {"defaults_vs_sgd"}
+    side_by_side = {f"engine_vs_{peer}_separate" for peer in ("numpy", "floor")}
+    assert set(figures["cpu_ratios"]) == {f"engine_vs_{peer}" for peer in PEERS} | {"defaults_vs_sgd"} | side_by_side
     assert figures["evaluation_seconds"] > 0 and figures["in_train_evaluation_seconds"] > 0
     assert figures["small_batch"] == 10 and figures["small_batch_seconds_per_epoch"] > 0
     assert figures["first_epoch"]["engine"]["100"]["first_epoch_seconds"] > 0
@@ -75,6 +76,19 @@ def test_variants_do_the_same_work(bench_run) -> None:
         assert max(losses.values()) - min(losses.values()) < 1e-4, losses
         assert 0.1 < losses["engine"] < 2.3, losses  # trained: below an untrained model's ln 10
     assert figures["speed"]["floor"]["100"]["final_train_loss"] is None
+
+
+def test_paired_ratios_are_the_side_by_side_epochs(bench_run) -> None:
+    """engine / NumPy and / floor come from the paired process, whose NumPy epochs trained the same model."""
+    _, figures = bench_run
+    for batch in BATCHES:
+        extra = figures["speed"]["paired"][batch]["extra"]
+        for peer in ("numpy", "floor"):
+            assert figures[f"engine_vs_{peer}"][f"batch_{batch}"] == extra[f"{peer}_ratio"]
+            assert figures["cpu_ratios"][f"engine_vs_{peer}"][f"batch_{batch}"] == extra[f"{peer}_cpu_ratio"]
+            assert figures[f"engine_vs_{peer}_separate"][f"batch_{batch}"] > 0
+        engine_loss = figures["speed"]["paired"][batch]["final_train_loss"]
+        assert abs(extra["numpy_final_train_loss"] - engine_loss) < 1e-4
 
 
 def test_table_states_the_ratio_convention(bench_run) -> None:
