@@ -103,9 +103,10 @@ processes each way: engine / NumPy at batch 100 went 0.600-0.637 -> 0.574-0.599 
 
 
 def _prefer_wide_vectors() -> None:
-    """Add WIDE_VECTORS_FLAG to XLA_FLAGS, unless the user chose a vector width there.
+    """Add WIDE_VECTORS_FLAG to XLA_FLAGS, unless the user chose a vector width there (to opt out, set one).
 
-    XLA reads XLA_FLAGS at its first compile, so this counts if no XLA program has compiled yet.
+    XLA reads XLA_FLAGS once, when it first needs its options, so this counts only if nothing has
+    compiled yet. Child processes inherit the variable, and keep it as it is.
     """
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_cpu_prefer_vector_width" not in flags:
@@ -115,7 +116,7 @@ def _prefer_wide_vectors() -> None:
 XLA_CACHE = _use_persistent_compilation_cache()
 _prefer_wide_vectors()
 
-import tensorflow as tf  # noqa: E402  after the cache flag
+import tensorflow as tf  # noqa: E402  after the flags above
 
 from .metrics import EpochMetrics  # noqa: E402
 from .model import initial_weights  # noqa: E402
@@ -297,12 +298,12 @@ def _block_sums(logits: tf.Tensor, labels: tf.Tensor, weight: tf.Tensor,
 
 def _cross_entropy_t(logits_t: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Each row's loss and its gradient wrt the logits (softmax minus one-hot), from class-major logits (10 x rows)."""
-    top = tf.reduce_max(logits_t, axis=0)
-    e = tf.exp(logits_t - top)
+    shifted = logits_t - tf.reduce_max(logits_t, axis=0)
+    e = tf.exp(shifted)
     total = tf.reduce_sum(e, axis=0)
     onehot = tf.equal(tf.range(CLASSES)[:, None], labels[None, :])
-    picked = tf.reduce_sum(tf.where(onehot, logits_t, 0.0), axis=0)
-    return tf.math.log(total) + top - picked, e / total - tf.cast(onehot, tf.float32)
+    picked = tf.reduce_sum(tf.where(onehot, shifted, 0.0), axis=0)  # shifted, so a small loss keeps its digits
+    return tf.math.log(total) - picked, e / total - tf.cast(onehot, tf.float32)
 
 
 def _zero_slots(optimizer: str, Wt: tf.Tensor, b: tf.Tensor) -> tuple[tf.Tensor, ...]:
