@@ -72,8 +72,7 @@ def table(figures: dict[str, Any]) -> str:
             f"{'final train loss':>17} {'peak RSS':>9} {'ratio':>6}",
         ]
         for variant in VARIANT_NAMES:
-            ratio_name = {"engine_defaults": "defaults_vs_sgd", "paired": "engine_vs_numpy"}.get(variant,
-                                                                                              f"engine_vs_{variant}")
+            ratio_name = _row_ratio(figures, variant)
             for batch, row in (speed.get(variant) or {}).items():
                 ratio = figures.get(ratio_name, {}).get(f"batch_{batch}")
                 lines.append(
@@ -82,11 +81,9 @@ def table(figures: dict[str, Any]) -> str:
                     f"{_num(row['first_call_overhead_seconds'], 9, 3)} {_num(row['final_train_loss'], 17, 6)} "
                     f"{_mb(row['peak_rss_mb']):>9} {_num(ratio, 6, 2)}")
         for peer in PAIRED_PEERS:
-            separate = figures.get(f"engine_vs_{peer}_separate")
-            if separate:
-                lines.append(f"engine / {peer}: side by side " + ", ".join(
-                    f"{batch} {figures[f'engine_vs_{peer}'][batch]:.3f}" for batch in separate)
-                    + "; separate processes " + ", ".join(f"{batch} {value:.3f}" for batch, value in separate.items()))
+            if f"engine_vs_{peer}_separate" in figures:
+                lines.append(f"engine / {peer}: side by side {_ratios_text(figures[f'engine_vs_{peer}'])}; "
+                             f"separate processes {_ratios_text(figures[f'engine_vs_{peer}_separate'])}")
         lines.append(f"NumPy BLAS: {figures['machine'].get('numpy_blas')}")
         floor = (speed.get("floor") or {})
         if floor:
@@ -125,6 +122,20 @@ def table(figures: dict[str, Any]) -> str:
         verdict = {True: "met", False: "MISSED", None: "not measured"}[row["met"]]
         lines.append(f"  {row['label']:<40} {_num(row['value'], 9, 4)}  limit {row['limit']:.4g}  {verdict}")
     return "\n".join(lines)
+
+
+def _row_ratio(figures: dict[str, Any], variant: str) -> str:
+    """The ratio a table row shows: its own seconds against the engine's (``paired``: its side-by-side NumPy ratio)."""
+    if variant == "engine_defaults":
+        return "defaults_vs_sgd"
+    if variant == "paired":
+        return "engine_vs_numpy"
+    separate = f"engine_vs_{variant}_separate"
+    return separate if separate in figures else f"engine_vs_{variant}"
+
+
+def _ratios_text(ratios: dict[str, float]) -> str:
+    return ", ".join(f"{batch.removeprefix('batch_')} {value:.3f}" for batch, value in ratios.items())
 
 
 def json_line(figures: dict[str, Any]) -> str:

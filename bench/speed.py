@@ -149,7 +149,7 @@ def summarise(results: list[dict]) -> dict[str, dict[str, dict]]:
 
 
 def ratios(summary: dict[str, dict[str, dict]], key: str = "seconds_per_epoch") -> dict[str, dict[str, float]]:
-    """engine seconds / peer seconds at each batch size both ran: below 1 the engine is faster.
+    """engine seconds / peer seconds at each batch size both ran (or ``paired`` ran): below 1 the engine is faster.
 
     For the NumPy peer and the floor, when the ``paired`` variant ran, the ratio is its figure:
     the median over repeats of each process's median epoch-by-epoch ratio
@@ -166,16 +166,17 @@ def ratios(summary: dict[str, dict[str, dict]], key: str = "seconds_per_epoch") 
         out[f"engine_vs_{peer}"] = {f"batch_{batch}": row[key] / summary[peer][batch][key]
                                     for batch, row in summary.get("engine", {}).items() if batch in summary.get(peer, {})}
     for peer in PAIRED_PEERS:
-        name = f"{peer}_cpu_ratio" if cpu else f"{peer}_ratio"
-        side_by_side = {f"batch_{batch}": row["extra"][name]
-                        for batch, row in summary.get("paired", {}).items() if name in row["extra"]}
+        side_by_side = _measured_ratios(summary, "paired", variants.ratio_key(peer, cpu))
         if side_by_side:
             out[f"engine_vs_{peer}_separate"] = out[f"engine_vs_{peer}"]
             out[f"engine_vs_{peer}"] = side_by_side
-    paired = "paired_cpu_ratio" if cpu else "paired_ratio"
-    out["defaults_vs_sgd"] = {f"batch_{batch}": row["extra"][paired]
-                              for batch, row in summary.get("engine_defaults", {}).items() if paired in row["extra"]}
+    out["defaults_vs_sgd"] = _measured_ratios(summary, "engine_defaults", variants.ratio_key("defaults", cpu))
     return out
+
+
+def _measured_ratios(summary: dict[str, dict[str, dict]], variant: str, name: str) -> dict[str, float]:
+    """A ratio the variant measured in each of its processes (median over repeats), by batch size."""
+    return {f"batch_{batch}": row["extra"][name] for batch, row in summary.get(variant, {}).items() if name in row["extra"]}
 
 
 def _merged_extra(runs: list[dict]) -> dict:

@@ -76,8 +76,13 @@ def permutations(n: int, epochs: int, seed: int) -> list[np.ndarray]:
     return [rng.permutation(n).astype(np.int32) for _ in range(epochs)]
 
 
-PAIRED_ROUNDS = 4
+DEFAULTS_ROUNDS = 4
 """Rounds of (defaults, plain SGD) an ``engine_defaults`` process trains after its first run."""
+
+
+def ratio_key(name: str, cpu: bool) -> str:
+    """The ``extra`` key of a ratio a variant measured in its own process: ``name_ratio`` or ``name_cpu_ratio``."""
+    return f"{name}_cpu_ratio" if cpu else f"{name}_ratio"
 
 
 def engine(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Trained:
@@ -94,9 +99,9 @@ def sgd_config(batch_size: int, epochs: int, lr: float, seed: int) -> TrainConfi
 def engine_defaults(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Trained:
     """The engine with the lab's defaults (Adam, cosine decay, L2): what a user runs. ``lr`` applies to SGD only.
 
-    Its first run is reported as the variant. The process then trains PAIRED_ROUNDS rounds of the
+    Its first run is reported as the variant. The process then trains DEFAULTS_ROUNDS rounds of the
     defaults followed at once by plain SGD (``engine``'s run), and ``extra`` gives the median over
-    rounds of the defaults' median epoch over SGD's (``paired_ratio``; ``paired_cpu_ratio`` of CPU
+    rounds of the defaults' median epoch over SGD's (``defaults_ratio``; ``defaults_cpu_ratio`` of CPU
     time). Separate processes of one variant differed by up to 1.5x on this VM and a process's own
     speed drifts within seconds, both more than the 15% the ratio is held to; back-to-back runs in
     one process see nearly the same machine.
@@ -104,9 +109,10 @@ def engine_defaults(data: Mnist, batch_size: int, epochs: int, lr: float, seed: 
     defaults, sgd = TrainConfig(batch_size=batch_size, epochs=epochs, seed=seed), sgd_config(batch_size, epochs, lr, seed)
     first = engine_run(data, defaults)
     rounds = [(engine_run(data, defaults, evaluate_calls=0), engine_run(data, sgd, evaluate_calls=0))
-              for _ in range(PAIRED_ROUNDS)]
-    for kind, name in (("wall", "paired_ratio"), ("cpu", "paired_cpu_ratio")):
-        first.extra[name] = float(np.median([_steady(mine, kind) / _steady(other, kind) for mine, other in rounds]))
+              for _ in range(DEFAULTS_ROUNDS)]
+    for kind in ("wall", "cpu"):
+        first.extra[ratio_key("defaults", kind == "cpu")] = float(
+            np.median([_steady(mine, kind) / _steady(other, kind) for mine, other in rounds]))
     return first
 
 
@@ -121,7 +127,7 @@ def engine_run(data: Mnist, config: TrainConfig, evaluate_calls: int = EVALUATE_
 
     An epoch's training ends at its last ``on_progress`` call (after its last compiled call);
     the time from there to ``on_epoch`` is the per-epoch evaluation and bookkeeping.
-    ``after_epoch(k)`` runs after epoch k's evaluation, outside every timing (``paired``'s peers).
+    ``after_epoch(k)`` runs after the evaluation of epoch k (0-based), outside every timing (``paired``'s peers).
     """
     from softmax_core.train import evaluate, train
 
@@ -179,6 +185,7 @@ class NumpyLoop:
         self.Wt, self.b = np.zeros((CLASSES, PIXELS), np.float32), np.zeros(CLASSES, np.float32)
         self.batch_size, self.lr = batch_size, np.float32(lr)
         self.step_losses: list[float] = []
+        """Each step's loss as a Python float: the engine hands every step's loss back too."""
 
     def epoch(self, perm: np.ndarray, clock: EpochClock) -> None:
         """One epoch in ``perm``'s order, timed on ``clock`` from the first step to the last."""
@@ -278,7 +285,7 @@ def floor(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Tr
     ``batch_size`` and ``lr`` do not apply; ``epochs`` is the number of timed passes.
     """
     clocks = {}
-    for name, work in floor_passes(data, seed).items():
+    for name, work in floor_passes(data.images("train"), seed).items():
         work()
         clocks[name] = EpochClock()
         for _ in range(max(epochs, 5)):
@@ -292,15 +299,15 @@ def floor(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Tr
     })
 
 
-def floor_passes(data: Mnist, seed: int) -> dict[str, Callable[[], None]]:
-    """The floor's pass in each library, by name: both products over all train rows, float32.
+def floor_passes(X: np.ndarray, seed: int) -> dict[str, Callable[[], None]]:
+    """The floor's pass in each library, by name: both products over all rows of X (float32).
 
-    Each library runs at its own thread count (NumPy's BLAS and TensorFlow both use every core,
-    unless softmax_core.train was imported first: it sets TensorFlow's intra-op threads to 1).
+    Each library runs at its own thread count: NumPy's BLAS on every core, TensorFlow on every
+    core unless softmax_core.train was imported first (it sets TensorFlow's intra-op threads to 1;
+    the pass's two products may still run at once, one per core).
     """
     import tensorflow as tf
 
-    X = data.images("train")
     W = np.random.default_rng(seed).normal(0, 0.01, (PIXELS, CLASSES)).astype(np.float32)
     G = np.random.default_rng(seed + 1).normal(0, 0.01, (len(X), CLASSES)).astype(np.float32)
     tX, tW, tG = (tf.constant(a) for a in (X, W, G))
@@ -320,7 +327,9 @@ def floor_passes(data: Mnist, seed: int) -> dict[str, Callable[[], None]]:
 
 
 PARK_SECONDS = 0.3
-"""A pause after the peers, before the engine's next epoch: OpenBLAS's idle workers spin for a while after a call."""
+"""A pause before each timed epoch of ``paired`` after the other's: idle OpenBLAS workers spin for a
+while after a call (without the pause the engine's CPU per epoch read 1.6x its wall time), and so
+may TensorFlow's after the engine's evaluation."""
 
 
 def paired(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> Trained:
@@ -331,20 +340,24 @@ def paired(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> T
     even of runs seconds apart, swung more than the targets' margins. Epochs side by side, a
     tenth of a second apart, see the same machine: ``extra`` gives the median over epochs 2..N of
     engine epoch / NumPy epoch (``numpy_ratio``) and engine epoch / the faster floor pass
-    (``floor_ratio``), with ``_cpu_`` twins of process CPU time. The floor runs as ``floor_passes``
-    says, TensorFlow on one thread here (softmax_core.train is imported).
+    (``floor_ratio``), with ``_cpu_`` twins of process CPU time (``ratio_key``). The floor runs as
+    ``floor_passes`` says, TensorFlow with intra-op threads 1 here (softmax_core.train is imported):
+    a weaker floor than the ``floor`` variant's, whose TensorFlow pass uses both cores. Its peak RSS
+    counts both loops' data and the float64 yardstick of the NumPy weights.
     """
     from threadpoolctl import threadpool_limits
 
     import softmax_core.train  # noqa: F401  first: its thread and XLA settings count only before any op runs
 
-    loop, passes = NumpyLoop(data, batch_size, lr), floor_passes(data, seed)
+    loop = NumpyLoop(data, batch_size, lr)
+    passes = floor_passes(loop.X, seed)
     perms = permutations(len(data.train_y), epochs, seed)
     loop_clock, clocks = EpochClock(), {name: EpochClock() for name in passes}
     for work in passes.values():
         work()
 
     def peers(epoch: int) -> None:
+        time.sleep(PARK_SECONDS)
         with threadpool_limits(1, "blas"):
             loop.epoch(perms[epoch], loop_clock)
         for name, work in passes.items():
@@ -356,10 +369,10 @@ def paired(data: Mnist, batch_size: int, epochs: int, lr: float, seed: int) -> T
     trained = engine_run(data, sgd_config(batch_size, epochs, lr, seed), evaluate_calls=0, after_epoch=peers)
     for kind in ("wall", "cpu"):
         engine_epochs = getattr(trained.clock, kind)[1:]
-        floors = np.minimum(*(getattr(clocks[name], kind)[1:] for name in passes))
-        suffix = "" if kind == "wall" else "_cpu"
-        trained.extra[f"numpy{suffix}_ratio"] = float(np.median(np.divide(engine_epochs, getattr(loop_clock, kind)[1:])))
-        trained.extra[f"floor{suffix}_ratio"] = float(np.median(np.divide(engine_epochs, floors)))
+        floors = np.min([getattr(clocks[name], kind)[1:] for name in passes], axis=0)
+        numpy_epochs = getattr(loop_clock, kind)[1:]
+        trained.extra[ratio_key("numpy", kind == "cpu")] = float(np.median(np.divide(engine_epochs, numpy_epochs)))
+        trained.extra[ratio_key("floor", kind == "cpu")] = float(np.median(np.divide(engine_epochs, floors)))
     trained.extra["numpy_final_train_loss"] = train_loss(np.ascontiguousarray(loop.Wt.T), loop.b, data)
     return trained
 

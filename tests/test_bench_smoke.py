@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.speed import PAIRED_PEERS
+
 PROJECT = Path(__file__).resolve().parents[1]
 VARIANTS = ("engine", "engine_defaults", "keras", "tf1", "numpy", "floor", "paired")
 TRAINERS = ("engine", "keras", "tf1", "numpy")
@@ -50,8 +52,8 @@ def test_json_line_has_every_figure(bench_run) -> None:
         assert set(ratios) == {f"batch_{b}" for b in BATCHES}
         assert all(isinstance(r, float) and r > 0 for r in ratios.values())
     assert set(figures["defaults_vs_sgd"]) == {f"batch_{b}" for b in BATCHES}
-    side_by_side = {f"engine_vs_{peer}_separate" for peer in ("numpy", "floor")}
-    assert set(figures["cpu_ratios"]) == {f"engine_vs_{peer}" for peer in PEERS} | {"defaults_vs_sgd"} | side_by_side
+    separate = {f"engine_vs_{peer}_separate" for peer in PAIRED_PEERS}
+    assert set(figures["cpu_ratios"]) == {f"engine_vs_{peer}" for peer in PEERS} | {"defaults_vs_sgd"} | separate
     assert figures["evaluation_seconds"] > 0 and figures["in_train_evaluation_seconds"] > 0
     assert figures["small_batch"] == 10 and figures["small_batch_seconds_per_epoch"] > 0
     assert figures["first_epoch"]["engine"]["100"]["first_epoch_seconds"] > 0
@@ -83,7 +85,7 @@ def test_paired_ratios_are_the_side_by_side_epochs(bench_run) -> None:
     _, figures = bench_run
     for batch in BATCHES:
         extra = figures["speed"]["paired"][batch]["extra"]
-        for peer in ("numpy", "floor"):
+        for peer in PAIRED_PEERS:
             assert figures[f"engine_vs_{peer}"][f"batch_{batch}"] == extra[f"{peer}_ratio"]
             assert figures["cpu_ratios"][f"engine_vs_{peer}"][f"batch_{batch}"] == extra[f"{peer}_cpu_ratio"]
             assert figures[f"engine_vs_{peer}_separate"][f"batch_{batch}"] > 0
