@@ -108,6 +108,11 @@ def start_button(page):
     return page.get_by_role("button", name=START_BUTTON)
 
 
+def wait_until_done(page) -> None:
+    """Wait for the page to say its run is done: a bound for a failing run, not a timing."""
+    page.get_by_text(DONE_TEXT).first.wait_for(timeout=PAGE_TIMEOUT_MS * 5)
+
+
 def press_start_until_first_point(page, runs: Path) -> dict[str, float | None]:
     """Seconds from the click on Start to the first point on a curve, on the page's own clock.
 
@@ -158,7 +163,7 @@ def start_latency(log: Log) -> dict:
             if attempt:
                 page = open_train_page(browser, url)
             tries.append(press_start_until_first_point(page, runs))
-            page.get_by_text(DONE_TEXT).first.wait_for(timeout=PAGE_TIMEOUT_MS * 3)
+            wait_until_done(page)
             page.context.close()
             log(f"  try {attempt + 1}: {tries[-1]}")
     later = tries[1:]
@@ -222,7 +227,7 @@ def _sessions_peak(browser, sessions: int, log: Log) -> dict:
             for page in pages:
                 start_button(page).click()
             for page in pages:
-                page.get_by_text(DONE_TEXT).first.wait_for(timeout=PAGE_TIMEOUT_MS * 3)
+                wait_until_done(page)
             peak_kb = sampler.status_kb("VmHWM")
             for page in pages:
                 page.context.close()
@@ -360,7 +365,7 @@ def live_view(log: Log) -> dict:
     with streamlit_server() as (_process, url, runs), chromium() as browser:
         warm = _live_page(browser, url, "epochs=1")  # the server's first training call, kept out of the figures
         start_button(warm).click()
-        warm.get_by_text(DONE_TEXT).first.wait_for(timeout=PAGE_TIMEOUT_MS * 3)
+        wait_until_done(warm)
         warm.context.close()
 
         received: list[int] = []
@@ -368,7 +373,7 @@ def live_view(log: Log) -> dict:
         started = page.evaluate("() => { window.__lt = 0; window.__longest = []; window.__samples = []; return performance.now(); }")
         received.clear()
         first = press_start_until_first_point(page, runs)
-        page.get_by_text(DONE_TEXT).first.wait_for(timeout=PAGE_TIMEOUT_MS * 5)
+        wait_until_done(page)
         busy_ms, done_at, longest = page.evaluate("() => [window.__lt, performance.now(), window.__longest]")
         websocket_bytes, websocket_frames = sum(received), len(received)
         page.wait_for_timeout(2000)  # then 2 s more to see the end settle
@@ -379,14 +384,14 @@ def live_view(log: Log) -> dict:
         fresh_started = fresh.evaluate("() => { window.__lt = 0; window.__longest = []; return performance.now(); }")
         fresh_first = press_start_until_first_point(fresh, runs)
         fresh_plotly = fresh.evaluate(PLOTLY_FETCH_JS)
-        fresh.get_by_text(DONE_TEXT).first.wait_for(timeout=PAGE_TIMEOUT_MS * 5)
+        wait_until_done(fresh)
         fresh_busy_ms, fresh_done_at = fresh.evaluate("() => [window.__lt, performance.now()]")
         fresh.context.close()
 
         settled = _live_page(browser, url, f"epochs={SETTLED_EPOCHS}", wait_plotly=False)
         settled.wait_for_timeout(SETTLE_MS)
         settled_first = press_start_until_first_point(settled, runs)
-        settled.get_by_text(DONE_TEXT).first.wait_for(timeout=PAGE_TIMEOUT_MS * 5)
+        wait_until_done(settled)
         settled.context.close()
 
         stop_page = _live_page(browser, url, f"epochs={LIVE_EPOCHS}&batch_size={STOP_BATCH}")
